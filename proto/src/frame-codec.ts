@@ -1,0 +1,148 @@
+/**
+ * Length-delimited frame codec: a varint length followed by a `Frame`.
+ *
+ * The decoder reads the length first and refuses a frame larger than the
+ * configured maximum before it allocates or buffers the frame body, so a
+ * hostile peer cannot make us hold more than `maxFrameBytes` plus one read.
+ */
+import protobuf from 'protobufjs/minimal.js';
+import { restpipe } from '../generated/restpipe.js';
+import { FrameTooLargeError, MalformedFrameError, UnknownFrameError } from './errors.js';
+
+export const wire = restpipe.v1;
+export type Frame = restpipe.v1.Frame;
+export type FrameInit = restpipe.v1.Frame.$Properties;
+export type FrameKind = NonNullable<Frame['kind']>;
+
+/** Protocol version sent in `Hello`; a peer with another version is refused. */
+export const PROTOCOL_VERSION = 1;
+/** Largest frame accepted when nothing else is configured: 16 MiB. */
+export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
+/** A varint for a 32-bit length takes at most 5 bytes. */
+const MAX_VARINT_BYTES = 5;
+
+/** Encodes one frame with its length prefix, refusing frames over `maxFrameBytes`. */
+export function encodeFrame(frame: FrameInit, maxFrameBytes = DEFAULT_MAX_FRAME_BYTES): Uint8Array {
+  const writer = protobuf.Writer.create();
+  writer.fork();
+  wire.Frame.encode(frame, writer);
+  writer.ldelim();
+  const bytes = writer.finish();
+  const bodyLength = bytes.length - varintLength(bytes);
+  if (bodyLength > maxFrameBytes) {
+    throw new FrameTooLargeError(bodyLength, maxFrameBytes);
+  }
+  return bytes;
+}
+
+function varintLength(bytes: Uint8Array): number {
+  let i = 0;
+  while (i < MAX_VARINT_BYTES && ((bytes[i] ?? 0) & 0x80) !== 0) i++;
+  return i + 1;
+}
+
+/**
+ * Incremental decoder: `push()` socket chunks, get whole frames in `onFrame`.
+ * Throws a `FrameError` subclass on a frame that is too large, malformed or of
+ * an unknown kind; the caller should then close the connection, since the
+ * stream can no longer be trusted.
+ */
+export class FrameDecoder {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  /** Body length of the frame being collected, or -1 while the prefix is unread. */
+  private need = -1;
+  private prefixBytes = 0;
+  private failed = false;
+
+  constructor(
+    private readonly maxFrameBytes: number,
+    private readonly onFrame: (frame: Frame) => void,
+  ) {}
+
+  /** Bytes held for a frame not yet complete. */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  push(chunk: Buffer): void {
+    if (this.failed) return;
+    if (chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    try {
+      this.drain();
+    } catch (err) {
+      this.failed = true;
+      this.chunks = [];
+      this.buffered = 0;
+      throw err;
+    }
+  }
+
+  private drain(): void {
+    for (;;) {
+      if (this.need < 0 && !this.readPrefix()) return;
+      const total = this.prefixBytes + this.need;
+      if (this.buffered < total) return;
+      let head = this.chunks[0] as Buffer;
+      if (head.length < total) {
+        head = Buffer.concat(this.chunks, this.buffered);
+        this.chunks = [head];
+      }
+      const body = head.subarray(this.prefixBytes, total);
+      if (head.length === total) {
+        this.chunks.shift();
+      } else {
+        this.chunks[0] = head.subarray(total);
+      }
+      this.buffered -= total;
+      this.need = -1;
+      this.onFrame(decodeBody(body));
+    }
+  }
+
+  /** Reads the varint length prefix; false when more bytes are needed. */
+  private readPrefix(): boolean {
+    let value = 0;
+    let shift = 0;
+    let i = 0;
+    for (const chunk of this.chunks) {
+      for (let j = 0; j < chunk.length; j++) {
+        const byte = chunk[j] as number;
+        value += (byte & 0x7f) * 2 ** shift;
+        i++;
+        if ((byte & 0x80) === 0) {
+          if (value > this.maxFrameBytes) throw new FrameTooLargeError(value, this.maxFrameBytes);
+          this.need = value;
+          this.prefixBytes = i;
+          return true;
+        }
+        shift += 7;
+        if (i >= MAX_VARINT_BYTES) throw new MalformedFrameError('frame length prefix is not a valid varint');
+      }
+    }
+    return false;
+  }
+}
+
+function decodeBody(body: Buffer): Frame {
+  let frame: Frame;
+  try {
+    frame = wire.Frame.decode(body);
+  } catch (err) {
+    throw new MalformedFrameError(`frame does not decode: ${(err as Error).message}`, { cause: err });
+  }
+  if (frame.kind === undefined) throw new UnknownFrameError();
+  return frame;
+}
+
+export type Hello = restpipe.v1.Hello;
+export type Request = restpipe.v1.Request;
+export type Reply = restpipe.v1.Reply;
+export type Chunk = restpipe.v1.Chunk;
+export type Credit = restpipe.v1.Credit;
+export type Cancel = restpipe.v1.Cancel;
+export type Ping = restpipe.v1.Ping;
+export type Pong = restpipe.v1.Pong;
+export type GoAway = restpipe.v1.GoAway;

@@ -1,0 +1,219 @@
+/**
+ * The RestPipe server: a mutual-TLS listener that knows each client by its
+ * certificate name, a registry of connected clients, and the server gateway
+ * (`/client/<name>/<noun>`) that sends events to them.
+ */
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import {
+  CLIENT_AUTH_OID,
+  Dispatcher,
+  MessageExchange,
+  UnknownClientError,
+  allowsUsage,
+  certificateName,
+  createGateway,
+  listenGateway,
+  loadIdentity,
+  nullStats,
+  ShuttingDownError,
+  type Logger,
+  type Stats,
+  type TlsIdentity,
+} from '@restpipe/shared';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { SERVER_IDENTITY_FILES, type ServerConfig } from './config.js';
+import { ServerConnectionStateEvents, ServerExampleHandler, type ServerEventHandler } from './handler.js';
+import { LocalClientRegistry, type ClientRegistry } from './registry.js';
+
+export interface ServerOptions {
+  config: ServerConfig;
+  /** The handler for the clients' events. @default new ServerExampleHandler() */
+  handler?: ServerEventHandler;
+  /** Key, certificate and CA; read from `config.certPath` when omitted. */
+  identity?: TlsIdentity;
+  hooks?: ServerConnectionStateEvents;
+  log?: Logger;
+  stats?: Stats;
+  registry?: ClientRegistry;
+  /** Start the HTTP gateway too. @default true */
+  gateway?: boolean;
+}
+
+export class RestPipeServer {
+  readonly config: ServerConfig;
+  readonly registry: ClientRegistry;
+  readonly log: Logger;
+  private readonly stats: Stats;
+  private readonly dispatcher: Dispatcher;
+  private readonly hooks: ServerConnectionStateEvents;
+  private readonly identity: TlsIdentity;
+  private readonly tlsServer: tls.Server;
+  private readonly app: FastifyInstance | undefined;
+  private readonly sockets = new Set<tls.TLSSocket>();
+  private idleSince: Date | undefined = new Date();
+  private idleTimer: NodeJS.Timeout | undefined;
+  private _gatewayAddress: string | undefined;
+  private closing = false;
+
+  constructor(opts: ServerOptions) {
+    this.config = opts.config;
+    this.log = opts.log ?? pino({ name: 'restpipe-server', level: opts.config.logLevel });
+    this.stats = opts.stats ?? nullStats;
+    this.registry = opts.registry ?? new LocalClientRegistry();
+    this.hooks = opts.hooks ?? new ServerConnectionStateEvents();
+    this.dispatcher = new Dispatcher(opts.handler ?? new ServerExampleHandler());
+    this.identity = opts.identity ?? loadIdentity(opts.config.certPath, SERVER_IDENTITY_FILES, 'RP_SERVER_CERT_PATH');
+    this.tlsServer = tls.createServer(
+      {
+        key: this.identity.key,
+        cert: this.identity.cert,
+        ca: this.identity.ca,
+        requestCert: true,
+        rejectUnauthorized: true,
+        minVersion: 'TLSv1.2',
+        handshakeTimeout: opts.config.handshakeTimeoutMs,
+      },
+      (socket) => this.onConnection(socket),
+    );
+    this.tlsServer.on('tlsClientError', (err, socket) => {
+      this.stats.increment('connections.refused');
+      this.log.warn({ err: err.message, code: (err as NodeJS.ErrnoException).code, address: socket.remoteAddress }, 'refused a connection: TLS handshake failed');
+    });
+    this.app =
+      opts.gateway === false
+        ? undefined
+        : createGateway({
+            side: 'server',
+            log: this.log,
+            stats: this.stats,
+            maxBodyBytes: opts.config.maxBodyBytes,
+            defaultDeadlineMs: opts.config.requestTimeoutMs,
+            maxDeadlineMs: opts.config.maxRequestTimeoutMs,
+            resolvePeer: async (name) => this.exchangeFor(name ?? ''),
+          });
+  }
+
+  /** The exchange of a connected client; throws `UnknownClientError`. */
+  exchangeFor(name: string): MessageExchange {
+    if (this.closing) throw new ShuttingDownError();
+    const exchange = this.registry.get(name);
+    if (!exchange || exchange.state === 'closed') throw new UnknownClientError(name);
+    return exchange;
+  }
+
+  /** Listens for clients, then starts the gateway. */
+  async start(): Promise<void> {
+    this.tlsServer.listen(this.config.bindPort, this.config.bindInterface);
+    await once(this.tlsServer, 'listening');
+    const pipe = this.pipeAddress;
+    this.log.info({ address: pipe.address, port: pipe.port }, 'pipe listening for clients');
+    if (this.app) {
+      this._gatewayAddress = await listenGateway(this.app, this.config.gateway);
+      this.log.info({ gateway: this._gatewayAddress }, 'gateway listening');
+    }
+    this.idleTimer = setInterval(() => this.fireIdle(), this.config.idleHookIntervalMs);
+    this.idleTimer.unref();
+  }
+
+  /** Where the TLS listener is bound. */
+  get pipeAddress(): AddressInfo {
+    return this.tlsServer.address() as AddressInfo;
+  }
+
+  /** `http://host:port` or the unix socket path of the gateway. */
+  get gatewayAddress(): string | undefined {
+    return this._gatewayAddress;
+  }
+
+  /** The Fastify gateway, e.g. for `inject()`. */
+  get gateway(): FastifyInstance | undefined {
+    return this.app;
+  }
+
+  private onConnection(socket: tls.TLSSocket): void {
+    const cert = socket.getPeerCertificate();
+    const name = certificateName(cert);
+    const address = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : undefined;
+    if (!name || !allowsUsage(cert, CLIENT_AUTH_OID)) {
+      this.stats.increment('connections.refused');
+      this.log.warn({ address, name }, name ? 'refused a client: its certificate does not allow client authentication' : 'refused a client: its certificate has no common name');
+      socket.destroy();
+      return;
+    }
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    const exchange = new MessageExchange({
+      socket,
+      role: 'server',
+      peer: { name, address },
+      dispatcher: this.dispatcher,
+      log: this.log,
+      stats: this.stats,
+      maxFrameBytes: this.config.maxFrameBytes,
+      heartbeatIntervalMs: this.config.heartbeatIntervalMs,
+      heartbeatTimeoutMs: this.config.heartbeatTimeoutMs,
+    });
+    const replaced = this.registry.add(name, exchange);
+    if (replaced) {
+      // The newest connection wins: a client that reconnects after a
+      // half-open link must not wait for the old one to time out.
+      this.log.warn({ client: name, address, previous: replaced.peer.address }, 'a client connected again under the same name; closing its older connection');
+      replaced.goAway('replaced by a newer connection with the same name');
+      replaced.close(new ShuttingDownError('replaced by a newer connection with the same name'));
+    }
+    this.idleSince = undefined;
+    this.stats.increment('connections.added');
+    this.stats.gauge('clients.connected', this.registry.size);
+    this.log.info({ client: name, address, clients: this.registry.size }, 'client connected');
+    this.callHook('connection_added', () => this.hooks.connection_added(name, this.registry.size));
+    exchange.once('close', (err) => {
+      const removed = this.registry.remove(name, exchange);
+      this.stats.increment('connections.removed');
+      this.stats.gauge('clients.connected', this.registry.size);
+      this.log.info({ client: name, address, reason: err?.message, clients: this.registry.size }, 'client disconnected');
+      if (!removed) return; // replaced: the newer connection stays registered
+      if (this.registry.size === 0) this.idleSince = new Date();
+      this.callHook('connection_removed', () => this.hooks.connection_removed(name, this.registry.size));
+    });
+  }
+
+  private fireIdle(): void {
+    if (this.idleSince === undefined || this.registry.size > 0) return;
+    const since = this.idleSince;
+    this.callHook('idle', () => this.hooks.idle(since, Math.round((Date.now() - since.getTime()) / 1000)));
+  }
+
+  private callHook(name: string, call: () => void | Promise<void>): void {
+    try {
+      const result = call();
+      if (result && typeof (result as Promise<void>).catch === 'function') {
+        (result as Promise<void>).catch((err: unknown) => this.log.error({ err, hook: name }, 'a connection hook threw'));
+      }
+    } catch (err) {
+      this.log.error({ err, hook: name }, 'a connection hook threw');
+    }
+  }
+
+  /**
+   * Stops: the gateway takes no new requests, every client gets GoAway,
+   * requests in flight may finish for `graceMs`, then everything closes.
+   */
+  async close(graceMs = this.config.drainGraceMs): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.idleTimer) clearInterval(this.idleTimer);
+    this.tlsServer.close();
+    const drains = [...this.registry.entries()].map(([, exchange]) => exchange.drain('the server is shutting down', graceMs));
+    await Promise.all([this.app?.close(), ...drains]);
+    for (const socket of this.sockets) socket.destroy();
+  }
+}

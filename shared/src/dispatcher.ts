@@ -1,0 +1,143 @@
+/**
+ * Dispatcher: turns an event (verb, noun, args, body) into a call of the
+ * handler method `<verb>_<noun with / as _>` and the result into a reply.
+ *
+ * Only methods that the handler's own classes define are reachable: the
+ * method table is built once from the prototypes between the handler's class
+ * and the first base handler class, so `constructor`, `__proto__`,
+ * `toString` and base-class internals answer like a missing handler.
+ */
+import { EventCode } from './event-codes.js';
+import { BASE_HANDLER, type EventContext, type EventHandler, type HandlerMethod, type PostData } from './handler.js';
+
+export const VERBS = ['get', 'post', 'put', 'delete', 'patch'] as const;
+export type Verb = (typeof VERBS)[number];
+
+const NOUN = /^[A-Za-z0-9_]+(?:\/[A-Za-z0-9_]+)*$/;
+const METHOD = /^(?:get|post|put|delete|patch)_[A-Za-z0-9_]+$/;
+const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\b/i;
+const TEXT_TYPE = /^(?:text\/|application\/x-www-form-urlencoded\b)/i;
+
+/** An event as the dispatcher receives it from the pipe. */
+export interface IncomingEvent {
+  verb: string;
+  noun: string;
+  args: string[];
+  mimetype: string;
+  body: Buffer;
+}
+
+/** What goes back over the pipe. */
+export interface EventReply {
+  code: number;
+  mimetype: string;
+  body: Buffer;
+}
+
+/** True when `noun` is a well-formed noun path (letters, digits, `_`, `/` between segments). */
+export function isValidNoun(noun: string): boolean {
+  return NOUN.test(noun);
+}
+
+/** The handler method name for a verb and noun: `GET time/utc` → `get_time_utc`. */
+export function handlerMethodName(verb: string, noun: string): string {
+  return `${verb.toLowerCase()}_${noun.replaceAll('/', '_')}`;
+}
+
+/** Collects the handler methods the handler's own classes define. */
+function methodTable(handler: EventHandler): Map<string, HandlerMethod> {
+  const table = new Map<string, HandlerMethod>();
+  for (let proto: object | null = Object.getPrototypeOf(handler); proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto)) {
+    const ctor = (proto as { constructor?: unknown }).constructor;
+    if (typeof ctor === 'function' && Object.hasOwn(ctor, BASE_HANDLER)) break;
+    for (const name of Object.getOwnPropertyNames(proto)) {
+      if (!METHOD.test(name) || table.has(name)) continue;
+      const desc = Object.getOwnPropertyDescriptor(proto, name);
+      if (desc && typeof desc.value === 'function') table.set(name, desc.value as HandlerMethod);
+    }
+  }
+  return table;
+}
+
+export class Dispatcher {
+  private readonly methods: Map<string, HandlerMethod>;
+
+  constructor(readonly handler: EventHandler) {
+    this.methods = methodTable(handler);
+  }
+
+  /** Names of every reachable handler method, sorted. */
+  get methodNames(): string[] {
+    return [...this.methods.keys()].sort();
+  }
+
+  /** The bound method for a verb and noun, or undefined. */
+  resolve(verb: string, noun: string): HandlerMethod | undefined {
+    if (!isValidNoun(noun)) return undefined;
+    return this.methods.get(handlerMethodName(verb, noun));
+  }
+
+  /** Runs the event's handler and encodes what it returns or throws; never rejects. */
+  async dispatch(event: IncomingEvent, ctx: EventContext): Promise<EventReply> {
+    const method = this.resolve(event.verb, event.noun);
+    if (!method) {
+      return jsonReply(EventCode.NO_HANDLER, {
+        exception: {
+          message: `no handler for ${event.verb.toUpperCase()} ${event.noun} (${handlerMethodName(event.verb, event.noun)})`,
+          traceback: '',
+          class: 'NoHandlerError',
+        },
+      });
+    }
+    let postData: PostData;
+    try {
+      postData = decodePostData(event.mimetype, event.body);
+    } catch (err) {
+      return jsonReply(EventCode.BAD_REQUEST, {
+        exception: { message: `request body is not valid JSON: ${(err as Error).message}`, traceback: '', class: 'BadRequestError' },
+      });
+    }
+    try {
+      const result = await method.call(this.handler, ctx, postData, ...event.args);
+      return encodeResult(result);
+    } catch (err) {
+      return exceptionReply(err);
+    }
+  }
+}
+
+function decodePostData(mimetype: string, body: Buffer): PostData {
+  if (body.length === 0) return { mimetype, data: '', body };
+  if (JSON_TYPE.test(mimetype)) return { mimetype, data: JSON.parse(body.toString('utf8')), body };
+  if (TEXT_TYPE.test(mimetype)) return { mimetype, data: body.toString('utf8'), body };
+  return { mimetype, data: body, body };
+}
+
+function isReplyTuple(value: unknown): value is readonly [string, number, unknown] {
+  return Array.isArray(value) && value.length === 3 && typeof value[0] === 'string' && Number.isInteger(value[1]);
+}
+
+/** Encodes a handler's return value: `[mimetype, code, data]` or plain data as JSON. */
+export function encodeResult(result: unknown): EventReply {
+  if (!isReplyTuple(result)) return jsonReply(EventCode.OK, result);
+  const [mimetype, code, data] = result;
+  if (code < 0 || code > 0xffffffff) throw new RangeError(`event code ${code} is out of range`);
+  if (Buffer.isBuffer(data)) return { code, mimetype, body: data };
+  if (data instanceof Uint8Array) return { code, mimetype, body: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
+  if (JSON_TYPE.test(mimetype)) return { code, mimetype, body: Buffer.from(JSON.stringify(data ?? null)) };
+  if (typeof data === 'string') return { code, mimetype, body: Buffer.from(data) };
+  if (data === undefined || data === null) return { code, mimetype, body: Buffer.alloc(0) };
+  throw new TypeError(`a handler returned ${typeof data} data with mimetype "${mimetype}"; return a string or bytes`);
+}
+
+function jsonReply(code: number, data: unknown): EventReply {
+  return { code, mimetype: 'application/json', body: Buffer.from(JSON.stringify(data ?? null)) };
+}
+
+/** The reply for a handler that threw: `{"exception": {message, traceback, class}}`, code 251. */
+export function exceptionReply(err: unknown): EventReply {
+  const e = err instanceof Error ? err : new Error(String(err));
+  return jsonReply(EventCode.HANDLER_THREW, {
+    exception: { message: e.message, traceback: e.stack ?? '', class: e.constructor?.name || e.name },
+  });
+}

@@ -1,0 +1,187 @@
+/**
+ * The local HTTP gateway (Fastify): turns REST requests into events sent
+ * down the pipe and their replies into HTTP responses.
+ *
+ * Client node: `/server/<noun>[//<args>]`; server node:
+ * `/client/<client-name>/<noun>[//<args>]`. Every answer carries an event
+ * code in `X-Event-Return-Code` and the fitting HTTP status.
+ */
+import { existsSync, statSync, unlinkSync } from 'node:fs';
+import { connect } from 'node:net';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { BadRequestError, BodyTooLargeError, DeadlineExceededError, RestPipeError } from './errors.js';
+import { EventCode, httpStatusForEventCode } from './event-codes.js';
+import { parseEventPath, splitClientName } from './event-path.js';
+import { isValidNoun } from './dispatcher.js';
+import { errorBody, type MessageExchange } from './message-exchange.js';
+import type { Stats } from './stats.js';
+
+/** Header carrying the event code of every answer. */
+export const EVENT_CODE_HEADER = 'x-event-return-code';
+/** Request header that overrides the default deadline, in milliseconds. */
+export const TIMEOUT_HEADER = 'x-restpipe-timeout-ms';
+
+/** Headers that describe one HTTP hop and are not passed to the handler. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authorization', 'proxy-connection', 'content-length']);
+
+/** Which side the gateway runs on, which decides its routes. */
+export type GatewaySide = 'client' | 'server';
+
+export interface GatewayOptions {
+  side: GatewaySide;
+  log: Logger;
+  stats: Stats;
+  /** Largest request body taken, in bytes (413 above). */
+  maxBodyBytes: number;
+  /** Deadline of a request without the timeout header, in ms. */
+  defaultDeadlineMs: number;
+  /** Largest deadline the timeout header may ask for, in ms. */
+  maxDeadlineMs: number;
+  /**
+   * The exchange to send to: on the server, the named client's; on the
+   * client, the server's. Throws a `RestPipeError` when there is none; may
+   * wait (bounded by `deadlineMs`) for a pipe that is coming up.
+   */
+  resolvePeer(clientName: string | undefined, deadlineMs: number, signal: AbortSignal): Promise<MessageExchange>;
+}
+
+/** Where a gateway listens: a TCP host and port, or a unix socket path. */
+export type GatewayAddress = { host: string; port: number } | { path: string };
+
+export function createGateway(opts: GatewayOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: opts.log as FastifyBaseLogger,
+    bodyLimit: opts.maxBodyBytes,
+    disableRequestLogging: !opts.log.isLevelEnabled('debug'),
+    exposeHeadRoutes: false,
+    return503OnClosing: true,
+  });
+  app.removeAllContentTypeParsers();
+  // Bodies travel as bytes; the receiving dispatcher parses JSON for the handler.
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  const prefix = opts.side === 'client' ? '/server/' : '/client/';
+  const handle = (request: FastifyRequest, reply: FastifyReply) => forward(opts, prefix, request, reply);
+  app.route({ method: ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'], url: `${prefix}*`, handler: handle });
+
+  app.setNotFoundHandler((request, reply) => {
+    const err = new RestPipeError('RP_NO_ROUTE', EventCode.NO_HANDLER, `no route for ${request.method} ${request.url.split('?')[0]}; events go to ${prefix}<noun>`);
+    sendError(reply, err, 404);
+  });
+  app.setErrorHandler((error: Error & { statusCode?: number }, _request, reply) => {
+    if (error instanceof RestPipeError) return sendError(reply, error);
+    if (error.statusCode === 413) return sendError(reply, new BodyTooLargeError(`request body over the limit of ${opts.maxBodyBytes} bytes`));
+    if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+      return sendError(reply, new BadRequestError(error.message));
+    }
+    opts.log.error({ err: error }, 'gateway error');
+    return sendError(reply, new RestPipeError('RP_INTERNAL', EventCode.HANDLER_THREW, 'internal gateway error'), 500);
+  });
+  return app;
+}
+
+async function forward(opts: GatewayOptions, prefix: string, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const started = performance.now();
+  const url = request.raw.url ?? '';
+  let clientName: string | undefined;
+  let rest = url.slice(prefix.length);
+  if (opts.side === 'server') ({ name: clientName, rest } = splitClientName(rest));
+  const { noun, args, query } = parseEventPath(rest);
+  const verb = request.method.toLowerCase();
+  if (!isValidNoun(noun)) {
+    throw new RestPipeError('RP_NO_HANDLER', EventCode.NO_HANDLER, `"${noun}" is not a valid noun: use letters, digits, "_" and "/"`);
+  }
+  const deadlineMs = requestDeadline(opts, request.headers[TIMEOUT_HEADER]);
+  const deadlineAt = Date.now() + deadlineMs;
+
+  const caller = new AbortController();
+  const onClose = () => {
+    if (!reply.raw.writableFinished) caller.abort(new Error('the HTTP caller went away'));
+  };
+  reply.raw.once('close', onClose);
+
+  try {
+    const exchange = await opts.resolvePeer(clientName, deadlineMs, caller.signal);
+    const remaining = deadlineAt - Date.now();
+    if (remaining <= 0) throw new DeadlineExceededError(deadlineMs);
+    const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+    const headers: Array<[string, string]> = [];
+    for (const [name, value] of Object.entries(request.headers)) {
+      if (value === undefined || HOP_BY_HOP.has(name)) continue;
+      headers.push([name, Array.isArray(value) ? value.join(', ') : value]);
+    }
+    const result = await exchange.request({
+      verb,
+      noun,
+      args,
+      query,
+      headers,
+      mimetype: request.headers['content-type'] ?? '',
+      body,
+      deadlineMs: remaining,
+      signal: caller.signal,
+    });
+    reply.code(httpStatusForEventCode(result.code)).header(EVENT_CODE_HEADER, String(result.code));
+    if (result.mimetype) reply.header('content-type', result.mimetype);
+    await reply.send(result.body);
+    opts.stats.increment(`gateway.status.${reply.statusCode}`);
+  } catch (err) {
+    if (caller.signal.aborted) {
+      opts.stats.increment('gateway.caller_gone');
+      return;
+    }
+    if (!(err instanceof RestPipeError)) throw err;
+    opts.stats.increment(`gateway.status.${httpStatusForEventCode(err.eventCode)}`);
+    sendError(reply, err);
+  } finally {
+    reply.raw.off('close', onClose);
+    opts.stats.timing('gateway.time', performance.now() - started);
+  }
+}
+
+function requestDeadline(opts: GatewayOptions, header: string | string[] | undefined): number {
+  if (header === undefined) return opts.defaultDeadlineMs;
+  const value = Array.isArray(header) ? header[0] : header;
+  const ms = Number(value);
+  if (!Number.isInteger(ms) || ms <= 0) {
+    throw new BadRequestError(`${TIMEOUT_HEADER} must be a positive whole number of milliseconds, not "${value}"`);
+  }
+  return Math.min(ms, opts.maxDeadlineMs);
+}
+
+function sendError(reply: FastifyReply, err: RestPipeError, status = httpStatusForEventCode(err.eventCode)): FastifyReply {
+  return reply.code(status).header(EVENT_CODE_HEADER, String(err.eventCode)).type('application/json').send(errorBody(err));
+}
+
+/**
+ * Listens on a TCP address or a unix socket; a stale socket file left by a
+ * process that died is removed first. Resolves with the address listened on.
+ */
+export async function listenGateway(app: FastifyInstance, address: GatewayAddress): Promise<string> {
+  if ('path' in address) {
+    await removeStaleSocket(address.path);
+    await app.listen({ path: address.path });
+    return address.path;
+  }
+  await app.listen({ host: address.host, port: address.port });
+  const addr = app.server.address();
+  if (addr && typeof addr === 'object') {
+    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    return `http://${host}:${addr.port}`;
+  }
+  return String(addr);
+}
+
+async function removeStaleSocket(path: string): Promise<void> {
+  if (!existsSync(path) || !statSync(path).isSocket()) return;
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = connect({ path });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (!alive) unlinkSync(path);
+}

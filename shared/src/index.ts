@@ -1,0 +1,47 @@
+/** What both RestPipe nodes share: exchange, dispatcher, gateway, config, stats, TLS helpers. */
+export { EventCode, httpStatusForEventCode, type EventCodeName } from './event-codes.js';
+export {
+  RestPipeError,
+  BadRequestError,
+  BodyTooLargeError,
+  UnknownClientError,
+  PeerNotConnectedError,
+  DeadlineExceededError,
+  PipeBrokenError,
+  ShuttingDownError,
+  ProtocolError,
+  ConfigError,
+  IdentityError,
+  ERROR_CODES,
+} from './errors.js';
+export {
+  EventHandler,
+  BASE_HANDLER,
+  isHandlerClass,
+  type EventContext,
+  type PostData,
+  type PeerInfo,
+  type HandlerResult,
+  type HandlerMethod,
+  type EventReplyTuple,
+} from './handler.js';
+export { Dispatcher, VERBS, isValidNoun, handlerMethodName, encodeResult, exceptionReply, type IncomingEvent, type EventReply, type Verb } from './dispatcher.js';
+export {
+  MessageExchange,
+  parseQuery,
+  errorBody,
+  type MessageExchangeOptions,
+  type OutgoingRequest,
+  type ReplyResult,
+  type PipeRole,
+  type ExchangeState,
+} from './message-exchange.js';
+export { parseEventPath, splitClientName, type EventPath } from './event-path.js';
+export { createGateway, listenGateway, EVENT_CODE_HEADER, TIMEOUT_HEADER, type GatewayOptions, type GatewayAddress, type GatewaySide } from './gateway.js';
+export { Env, readCommonConfig, readPort, layeredEnv, toImportSpecifier, freezeConfig, type CommonConfig, type StatsdConfig, type LogLevel, type EnvSource } from './config.js';
+export { nullStats, type Stats } from './stats.js';
+export { createStatsd } from './statsd.js';
+export { loadIdentity, certificateName, allowsUsage, SERVER_AUTH_OID, CLIENT_AUTH_OID, type TlsIdentity, type IdentityFileNames } from './tls.js';
+export { loadClass } from './handler-loader.js';
+export { createLogger, type Logger } from './logger.js';
+export { runNodeMain, type RunningNode } from './node-main.js';
