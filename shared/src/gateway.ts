@@ -8,7 +8,7 @@
  */
 import { existsSync, statSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { BadRequestError, BodyTooLargeError, DeadlineExceededError, RestPipeError } from './errors.js';
 import { EventCode, httpStatusForEventCode } from './event-codes.js';
@@ -53,9 +53,11 @@ export function createGateway(opts: GatewayOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: opts.log as FastifyBaseLogger,
     bodyLimit: opts.maxBodyBytes,
-    disableRequestLogging: !opts.log.isLevelEnabled('debug'),
+    logController: new LogController({ disableRequestLogging: !opts.log.isLevelEnabled('debug') }),
     exposeHeadRoutes: false,
     return503OnClosing: true,
+    // Router errors (a URL that does not percent-decode) get our error body too.
+    frameworkErrors: (error, _request, reply) => sendError(reply, new BadRequestError(error.message)),
   });
   app.removeAllContentTypeParsers();
   // Bodies travel as bytes; the receiving dispatcher parses JSON for the handler.
