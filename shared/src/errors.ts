@@ -90,6 +90,9 @@ export class IdentityError extends RestPipeError {
 
 /** Every error code with its documentation line; the README lists these. */
 export const ERROR_CODES = {
+  RP_NO_HANDLER: 'the noun is not well formed, so no handler can match it',
+  RP_NO_ROUTE: 'the URL is not under /server/ (client node) or /client/<name>/ (server node)',
+  RP_INTERNAL: 'an unexpected gateway error (a bug: please report it)',
   RP_BAD_REQUEST: 'malformed request: arguments, JSON body or parameters',
   RP_BODY_TOO_LARGE: 'body over RP_MAX_BODY_BYTES',
   RP_UNKNOWN_CLIENT: 'no client with that name is connected to the server',
