@@ -115,7 +115,6 @@ function newCertificate(
 export async function createCa(opts: CommonOptions & { commonName?: string } = {}): Promise<Identity> {
   const commonName = checkCommonName(opts.commonName ?? DEFAULT_CA_NAME, 'CA common name');
   const validity = resolveValidity(opts, DEFAULT_CA_DAYS);
-  checkKeyBits(opts.keyBits ?? DEFAULT_KEY_BITS);
   const key = await generateRsaKey(opts.keyBits ?? DEFAULT_KEY_BITS);
   const cert = newCertificate(key.publicKey, commonName, validity);
   cert.setIssuer([cnAttribute(commonName)]);
@@ -183,15 +182,16 @@ async function createLeaf(
   commonName: string,
   extensions: object[],
 ): Promise<Identity> {
-  const signer = loadSigner(ca);
+  // Check the options before the CA, so a typo is reported as such.
+  checkKeyBits(opts.keyBits ?? DEFAULT_KEY_BITS);
   const validity = resolveValidity(opts, DEFAULT_LEAF_DAYS);
+  const signer = loadSigner(ca);
   if (validity.notBefore.getTime() >= signer.notAfter.getTime()) {
     throw new ExpiredError(`the CA expired on ${signer.notAfter.toISOString()}; create a new CA`);
   }
   if (validity.notAfter.getTime() > signer.notAfter.getTime()) {
     validity.notAfter = signer.notAfter;
   }
-  checkKeyBits(opts.keyBits ?? DEFAULT_KEY_BITS);
   const key = await generateRsaKey(opts.keyBits ?? DEFAULT_KEY_BITS);
   const cert = newCertificate(key.publicKey, commonName, validity);
   cert.setIssuer(issuerAttributes(signer.cert));
