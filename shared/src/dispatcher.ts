@@ -32,6 +32,8 @@ export interface EventReply {
   code: number;
   mimetype: string;
   body: Buffer;
+  /** The handler method that ran, when one did (for per-handler metrics). */
+  method?: string;
 }
 
 /** True when `noun` is a well-formed noun path (letters, digits, `_`, `/` between segments). */
@@ -97,12 +99,16 @@ export class Dispatcher {
         exception: { message: `request body is not valid JSON: ${(err as Error).message}`, traceback: '', class: 'BadRequestError' },
       });
     }
+    const name = handlerMethodName(event.verb, event.noun);
+    let reply: EventReply;
     try {
       const result = await method.call(this.handler, ctx, postData, ...event.args);
-      return encodeResult(result);
+      reply = encodeResult(result);
     } catch (err) {
-      return exceptionReply(err);
+      reply = exceptionReply(err);
     }
+    reply.method = name;
+    return reply;
   }
 }
 

@@ -358,7 +358,10 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       .dispatch({ verb: req.verb, noun: req.noun, args: req.args, mimetype: req.mimetype, body }, ctx)
       .then((reply) => {
         if (timer) clearTimeout(timer);
-        this.stats.timing('handler.time', performance.now() - started);
+        if (reply.method) {
+          this.stats.increment(`handler.${reply.method}.calls`);
+          this.stats.timing(`handler.${reply.method}.time`, performance.now() - started);
+        }
         this.stats.increment(`requests.code.${reply.code}`);
         if (this.incoming.get(id) !== controller) return; // cancelled or closed meanwhile
         this.incoming.delete(id);
