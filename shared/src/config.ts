@@ -100,17 +100,23 @@ export interface CommonConfig {
   readonly heartbeatIntervalMs: number;
   /** `RP_CLIENT_HEARTBEAT_TIMEOUT_S`: drop the link when the peer was silent this long. @default 10000 */
   readonly heartbeatTimeoutMs: number;
-  /** `RP_MAX_FRAME_BYTES`: largest frame accepted from the peer. @default 16 MiB */
+  /** `RP_MAX_FRAME_BYTES`: largest frame accepted from the peer. @default 1 MiB */
   readonly maxFrameBytes: number;
-  /** `RP_MAX_BODY_BYTES`: largest request or reply body. @default 8 MiB */
+  /** `RP_MAX_BODY_BYTES`: largest body a handler that takes the body whole accepts (413 above); streaming handlers have no cap. @default 8 MiB */
   readonly maxBodyBytes: number;
+  /** `RP_STREAM_CHUNK_BYTES`: bodies up to this size travel inside the request or reply frame; larger ones stream in chunks of this size. @default 64 KiB */
+  readonly streamChunkBytes: number;
+  /** `RP_STREAM_WINDOW_BYTES`: flow-control window per streamed body. @default 1 MiB */
+  readonly streamWindowBytes: number;
+  /** `RP_STREAM_CONNECTION_BUFFER_BYTES`: streams pause while a connection has this much unsent. @default 4 MiB */
+  readonly streamConnectionBufferBytes: number;
   /** `RP_STATSD_HOST`, `RP_STATSD_PORT`, `RP_STATSD_PREFIX`; undefined when host or port is empty. */
   readonly statsd: StatsdConfig | undefined;
   /** `RP_DRAIN_GRACE_S`: on SIGTERM, how long requests in flight may finish. @default 10000 */
   readonly drainGraceMs: number;
 }
 
-/** Room in a frame for everything besides the body. */
+/** Room in a frame for everything besides a chunk's data (headers, URL, ids). */
 const FRAME_OVERHEAD_BYTES = 64 * 1024;
 
 export function readCommonConfig(env: Env): CommonConfig {
@@ -122,13 +128,16 @@ export function readCommonConfig(env: Env): CommonConfig {
       `RP_CLIENT_HEARTBEAT_TIMEOUT_S="${heartbeatTimeoutMs / 1000}" must be longer than RP_CLIENT_HEARTBEAT_INTERVAL_S="${heartbeatIntervalMs / 1000}"`,
     );
   }
-  const maxFrameBytes = env.int('RP_MAX_FRAME_BYTES', 16 * 1024 * 1024, 1024, 0x7fffffff);
-  const maxBodyBytes = env.int('RP_MAX_BODY_BYTES', 8 * 1024 * 1024, 0, 0x7fffffff);
-  if (maxBodyBytes + FRAME_OVERHEAD_BYTES > maxFrameBytes) {
+  const maxFrameBytes = env.int('RP_MAX_FRAME_BYTES', 1024 * 1024, 128 * 1024, 0x7fffffff);
+  const maxBodyBytes = env.int('RP_MAX_BODY_BYTES', 8 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER);
+  const streamChunkBytes = env.int('RP_STREAM_CHUNK_BYTES', 64 * 1024, 1024, 16 * 1024 * 1024);
+  if (streamChunkBytes + FRAME_OVERHEAD_BYTES > maxFrameBytes) {
     throw new ConfigError(
-      `RP_MAX_BODY_BYTES="${maxBodyBytes}" does not fit in a frame: RP_MAX_FRAME_BYTES="${maxFrameBytes}" must be at least ${FRAME_OVERHEAD_BYTES} bytes larger`,
+      `RP_STREAM_CHUNK_BYTES="${streamChunkBytes}" does not fit in a frame: RP_MAX_FRAME_BYTES="${maxFrameBytes}" must be at least ${FRAME_OVERHEAD_BYTES} bytes larger`,
     );
   }
+  const streamWindowBytes = env.int('RP_STREAM_WINDOW_BYTES', 1024 * 1024, streamChunkBytes, 0x7fffffff);
+  const streamConnectionBufferBytes = env.int('RP_STREAM_CONNECTION_BUFFER_BYTES', 4 * 1024 * 1024, streamChunkBytes, 0x7fffffff);
   const requestTimeoutMs = env.secondsAsMs('RP_REQUEST_TIMEOUT_S', 30, 0.001, 86400);
   const maxRequestTimeoutMs = env.secondsAsMs('RP_REQUEST_TIMEOUT_MAX_S', 300, 0.001, 86400);
   const statsdHost = env.string('RP_STATSD_HOST', 'localhost').trim();
@@ -147,6 +156,9 @@ export function readCommonConfig(env: Env): CommonConfig {
     heartbeatTimeoutMs,
     maxFrameBytes,
     maxBodyBytes,
+    streamChunkBytes,
+    streamWindowBytes,
+    streamConnectionBufferBytes,
     statsd,
     drainGraceMs: env.secondsAsMs('RP_DRAIN_GRACE_S', 10, 0, 3600),
   };
