@@ -37,17 +37,17 @@ export interface ClientConfig extends CommonConfig {
 export async function loadClientConfig(source: EnvSource = process.env): Promise<ClientConfig> {
   const env = new Env(await layeredEnv(source, 'RP_CLIENT_USER_CONFIG_MODULE'));
   const socket = env.optional('RP_CLIENT_GATEWAY_SOCKET');
-  const targetHostname = env.string('RP_CLIENT_TARGET_HOSTNAME', 'localhost');
+  const gatewayTcp = { host: env.nonEmpty('RP_CLIENT_GATEWAY_HOST', '127.0.0.1'), port: readPort(env, 'RP_CLIENT_GATEWAY_PORT', 8001) };
+  const targetHostname = env.nonEmpty('RP_CLIENT_TARGET_HOSTNAME', 'localhost');
   const reconnectInitialMs = env.secondsAsMs('RP_CLIENT_RECONNECT_INITIAL_S', 0.5, 0.001, 60);
   return freezeConfig({
     ...readCommonConfig(env),
     targetHostname,
     targetPort: env.int('RP_CLIENT_TARGET_PORT', 1234, 1, 65535),
     targetServername: env.optional('RP_CLIENT_TARGET_SERVERNAME') ?? targetHostname,
-    certPath: env.string('RP_CLIENT_CERT_PATH', '/etc/restpipe/client'),
-    gateway: socket
-      ? { path: socket }
-      : { host: env.string('RP_CLIENT_GATEWAY_HOST', '127.0.0.1'), port: readPort(env, 'RP_CLIENT_GATEWAY_PORT', 8001) },
+    certPath: env.nonEmpty('RP_CLIENT_CERT_PATH', '/etc/restpipe/client'),
+    // Host and port are checked even when the socket replaces them.
+    gateway: socket ? { path: socket } : gatewayTcp,
     hooksClass: env.optional('RP_CLIENT_CONNECTION_STATE_CHANGE_EVENT_CLASS'),
     reconnectInitialMs,
     reconnectMaxMs: Math.max(reconnectInitialMs, env.secondsAsMs('RP_CLIENT_RECONNECT_MAX_S', 30, 0.01, 3600)),

@@ -29,14 +29,14 @@ export interface ServerConfig extends CommonConfig {
 export async function loadServerConfig(source: EnvSource = process.env): Promise<ServerConfig> {
   const env = new Env(await layeredEnv(source, 'RP_SERVER_USER_CONFIG_MODULE'));
   const socket = env.optional('RP_SERVER_GATEWAY_SOCKET');
+  const gatewayTcp = { host: env.nonEmpty('RP_SERVER_GATEWAY_HOST', '127.0.0.1'), port: readPort(env, 'RP_SERVER_GATEWAY_PORT', 8002) };
   return freezeConfig({
     ...readCommonConfig(env),
-    bindInterface: env.string('RP_SERVER_BIND_INTERFACE', '0.0.0.0'),
+    bindInterface: env.nonEmpty('RP_SERVER_BIND_INTERFACE', '0.0.0.0'),
     bindPort: readPort(env, 'RP_SERVER_BIND_PORT', 1234),
-    certPath: env.string('RP_SERVER_CERT_PATH', '/etc/restpipe/server'),
-    gateway: socket
-      ? { path: socket }
-      : { host: env.string('RP_SERVER_GATEWAY_HOST', '127.0.0.1'), port: readPort(env, 'RP_SERVER_GATEWAY_PORT', 8002) },
+    certPath: env.nonEmpty('RP_SERVER_CERT_PATH', '/etc/restpipe/server'),
+    // Host and port are checked even when the socket replaces them.
+    gateway: socket ? { path: socket } : gatewayTcp,
     hooksClass: env.optional('RP_SERVER_CONNECTION_STATE_CHANGE_EVENT_CLASS'),
     idleHookIntervalMs: env.secondsAsMs('RP_SERVER_IDLE_HOOK_INTERVAL_S', 60, 0.01, 86400),
     handshakeTimeoutMs: env.secondsAsMs('RP_SERVER_HANDSHAKE_TIMEOUT_S', 10, 0.1, 600),

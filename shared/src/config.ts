@@ -8,13 +8,27 @@
  * exports are named like the variables), then the environment itself, so an
  * operator can always override a packaged module at deploy time.
  */
-import { isAbsolute, resolve as resolvePath } from 'node:path';
+import { createRequire } from 'node:module';
+import { isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError } from './errors.js';
 
 export type EnvSource = Readonly<Record<string, string | undefined>>;
 
-/** Reads typed values from an environment, naming the variable in every error. */
+/** `NAME="value"` for messages, the value quoted so that spaces and control characters show. */
+export function showSetting(name: string, value: string): string {
+  return `${name}=${JSON.stringify(value)}`;
+}
+
+/** A whole number: digits only (no sign, exponent, hex or blanks). */
+const WHOLE_NUMBER = /^[0-9]+$/;
+/** Seconds: digits with an optional fraction (`0.05`, `.5`, `10`). */
+const DECIMAL = /^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$/;
+
+/**
+ * Reads typed values from an environment, naming the variable and the value
+ * in every error. An empty value counts as unset, except where noted.
+ */
 export class Env {
   constructor(private readonly source: EnvSource) {}
 
@@ -23,23 +37,29 @@ export class Env {
     return this.source[name];
   }
 
+  /** The value as given; an empty value stays empty (e.g. `RP_STATSD_PREFIX=""`: no prefix). */
   string(name: string, fallback: string): string {
     const value = this.source[name];
     return value === undefined ? fallback : value;
   }
 
-  /** A string that is unset when empty. */
+  /** A string where empty means "use the default" (host names, paths). */
+  nonEmpty(name: string, fallback: string): string {
+    return this.optional(name) ?? fallback;
+  }
+
+  /** A string that is unset when empty or blank. */
   optional(name: string): string | undefined {
     const value = this.source[name];
-    return value === undefined || value === '' ? undefined : value;
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
   }
 
   int(name: string, fallback: number, min: number, max: number): number {
     const value = this.source[name];
     if (value === undefined || value === '') return fallback;
-    const n = Number(value.trim());
-    if (!Number.isInteger(n) || n < min || n > max) {
-      throw new ConfigError(`${name}="${value}" is not valid: expected a whole number from ${min} to ${max}`);
+    const n = WHOLE_NUMBER.test(value.trim()) ? Number(value.trim()) : NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      throw new ConfigError(`${showSetting(name, value)} is not valid: expected a whole number from ${min} to ${max}`);
     }
     return n;
   }
@@ -48,9 +68,9 @@ export class Env {
   secondsAsMs(name: string, fallbackSeconds: number, minSeconds: number, maxSeconds: number): number {
     const value = this.source[name];
     if (value === undefined || value === '') return Math.round(fallbackSeconds * 1000);
-    const n = Number(value.trim());
+    const n = DECIMAL.test(value.trim()) ? Number(value.trim()) : NaN;
     if (!Number.isFinite(n) || n < minSeconds || n > maxSeconds) {
-      throw new ConfigError(`${name}="${value}" is not valid: expected seconds from ${minSeconds} to ${maxSeconds}`);
+      throw new ConfigError(`${showSetting(name, value)} is not valid: expected seconds from ${minSeconds} to ${maxSeconds}`);
     }
     return Math.round(n * 1000);
   }
@@ -59,20 +79,24 @@ export class Env {
     const value = this.source[name];
     if (value === undefined || value === '') return fallback;
     const v = value.trim().toLowerCase();
-    if (['1', 'true', 'yes', 'on'].includes(v)) return true;
-    if (['0', 'false', 'no', 'off'].includes(v)) return false;
-    throw new ConfigError(`${name}="${value}" is not valid: expected 1/0, true/false, yes/no or on/off`);
+    if (TRUE_WORDS.includes(v)) return true;
+    if (FALSE_WORDS.includes(v)) return false;
+    throw new ConfigError(`${showSetting(name, value)} is not valid: expected 1/0, true/false, yes/no or on/off`);
   }
 
   oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
     const value = this.source[name];
     if (value === undefined || value === '') return fallback;
-    if (!(allowed as readonly string[]).includes(value)) {
-      throw new ConfigError(`${name}="${value}" is not valid: expected one of ${allowed.join(', ')}`);
+    const v = value.trim().toLowerCase();
+    if (!(allowed as readonly string[]).includes(v)) {
+      throw new ConfigError(`${showSetting(name, value)} is not valid: expected one of ${allowed.join(', ')}`);
     }
-    return value as T;
+    return v as T;
   }
 }
+
+const TRUE_WORDS = ['1', 'true', 'yes', 'on'];
+const FALSE_WORDS = ['0', 'false', 'no', 'off'];
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -120,12 +144,15 @@ export interface CommonConfig {
 const FRAME_OVERHEAD_BYTES = 64 * 1024;
 
 export function readCommonConfig(env: Env): CommonConfig {
-  const debug = env.bool('DEBUG', false);
+  // DEBUG is shared with other tools (the `debug` package reads
+  // `DEBUG=express:*`), so only 1/true/yes/on mean anything here; any other
+  // value is left to them instead of stopping the node.
+  const debug = TRUE_WORDS.includes((env.raw('DEBUG') ?? '').trim().toLowerCase());
   const heartbeatIntervalMs = env.secondsAsMs('RP_CLIENT_HEARTBEAT_INTERVAL_S', 5, 0.05, 3600);
   const heartbeatTimeoutMs = env.secondsAsMs('RP_CLIENT_HEARTBEAT_TIMEOUT_S', 10, 0.1, 7200);
   if (heartbeatTimeoutMs <= heartbeatIntervalMs) {
     throw new ConfigError(
-      `RP_CLIENT_HEARTBEAT_TIMEOUT_S="${heartbeatTimeoutMs / 1000}" must be longer than RP_CLIENT_HEARTBEAT_INTERVAL_S="${heartbeatIntervalMs / 1000}"`,
+      `${showSetting('RP_CLIENT_HEARTBEAT_TIMEOUT_S', String(heartbeatTimeoutMs / 1000))} must be longer than ${showSetting('RP_CLIENT_HEARTBEAT_INTERVAL_S', String(heartbeatIntervalMs / 1000))}`,
     );
   }
   const maxFrameBytes = env.int('RP_MAX_FRAME_BYTES', 1024 * 1024, 128 * 1024, 0x7fffffff);
@@ -133,21 +160,27 @@ export function readCommonConfig(env: Env): CommonConfig {
   const streamChunkBytes = env.int('RP_STREAM_CHUNK_BYTES', 64 * 1024, 1024, 16 * 1024 * 1024);
   if (streamChunkBytes + FRAME_OVERHEAD_BYTES > maxFrameBytes) {
     throw new ConfigError(
-      `RP_STREAM_CHUNK_BYTES="${streamChunkBytes}" does not fit in a frame: RP_MAX_FRAME_BYTES="${maxFrameBytes}" must be at least ${FRAME_OVERHEAD_BYTES} bytes larger`,
+      `${showSetting('RP_STREAM_CHUNK_BYTES', String(streamChunkBytes))} does not fit in a frame: ${showSetting('RP_MAX_FRAME_BYTES', String(maxFrameBytes))} must be at least ${FRAME_OVERHEAD_BYTES} bytes larger`,
     );
   }
   const streamWindowBytes = env.int('RP_STREAM_WINDOW_BYTES', 1024 * 1024, streamChunkBytes, 0x7fffffff);
   const streamConnectionBufferBytes = env.int('RP_STREAM_CONNECTION_BUFFER_BYTES', 4 * 1024 * 1024, streamChunkBytes, 0x7fffffff);
   const requestTimeoutMs = env.secondsAsMs('RP_REQUEST_TIMEOUT_S', 30, 0.001, 86400);
   const maxRequestTimeoutMs = env.secondsAsMs('RP_REQUEST_TIMEOUT_MAX_S', 300, 0.001, 86400);
+  // An empty host or port disables statsd; a port that is set is checked
+  // even then, so a typo never hides behind a disabled sink.
   const statsdHost = env.string('RP_STATSD_HOST', 'localhost').trim();
-  const statsdPortRaw = env.string('RP_STATSD_PORT', '8125').trim();
-  let statsd: StatsdConfig | undefined;
-  if (statsdHost !== '' && statsdPortRaw !== '') {
-    statsd = { host: statsdHost, port: env.int('RP_STATSD_PORT', 8125, 1, 65535), prefix: env.string('RP_STATSD_PREFIX', 'restpipe.') };
+  const statsdPortSet = env.string('RP_STATSD_PORT', '8125').trim() !== '';
+  const statsdPort = env.int('RP_STATSD_PORT', 8125, 1, 65535);
+  const statsdPrefix = env.string('RP_STATSD_PREFIX', 'restpipe.');
+  if (/[:|@#\s]/.test(statsdPrefix)) {
+    throw new ConfigError(`${showSetting('RP_STATSD_PREFIX', statsdPrefix)} is not valid: a metric name may not hold ':', '|', '@', '#' or blanks`);
   }
+  const statsd: StatsdConfig | undefined = statsdHost !== '' && statsdPortSet ? { host: statsdHost, port: statsdPort, prefix: statsdPrefix } : undefined;
+  const logLevel = env.oneOf('RP_LOG_LEVEL', 'info', LOG_LEVELS);
   return {
-    logLevel: debug ? 'debug' : env.oneOf('RP_LOG_LEVEL', 'info', LOG_LEVELS),
+    // DEBUG=1 raises the level to debug; it never lowers trace.
+    logLevel: debug && logLevel !== 'trace' ? 'debug' : logLevel,
     debug,
     handlerClass: env.optional('RP_EVENT_HANDLER_FQ_CLASS'),
     requestTimeoutMs,
@@ -169,29 +202,42 @@ export function readPort(env: Env, name: string, fallback: number): number {
   return env.int(name, fallback, 0, 65535);
 }
 
+/** Export names a user config module may set: the settings' own names. */
+const SETTING_NAME = /^(?:RP_[A-Z0-9_]+|DEBUG)$/;
+
 /**
- * Loads the user config module named by `variable` (a path or a package
- * specifier) and layers the environment over its exports.
+ * Loads the user config module named by `variable` (a path, or a package
+ * specifier) and layers the environment over its exports: the module's
+ * values replace the defaults, the environment replaces the module's.
+ * Exports not named like a setting (helpers, `default` itself) are ignored;
+ * a `default` export that is an object counts as named exports.
  */
 export async function layeredEnv(source: EnvSource, variable: string): Promise<EnvSource> {
-  const spec = source[variable];
+  const spec = source[variable]?.trim();
   if (spec === undefined || spec === '') return source;
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(toImportSpecifier(spec))) as Record<string, unknown>;
+    mod = await importUserModule(spec);
   } catch (err) {
-    throw new ConfigError(`${variable}="${spec}" could not be loaded: ${(err as Error).message}`, { cause: err });
+    throw new ConfigError(`${showSetting(variable, spec)} could not be loaded: ${(err as Error).message}`, { cause: err });
   }
   const values: Record<string, unknown> = { ...(isRecord(mod.default) ? mod.default : {}), ...mod };
   const layer: Record<string, string | undefined> = {};
   for (const [key, value] of Object.entries(values)) {
-    if (key === 'default' || value === undefined || value === null) continue;
+    if (!SETTING_NAME.test(key) || value === undefined || value === null) continue;
+    if (key === variable) continue; // the module cannot name another module
     if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
-      throw new ConfigError(`${variable}="${spec}" exports ${key} as ${typeof value}; expected a string, number or boolean`);
+      throw new ConfigError(`${showSetting(variable, spec)} exports ${key} as ${typeof value}; expected a string, number or boolean`);
     }
     layer[key] = String(value);
   }
-  return { ...layer, ...source };
+  return { ...layer, ...definedOnly(source) };
+}
+
+function definedOnly(source: EnvSource): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(source)) if (value !== undefined) out[key] = value;
+  return out;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -202,6 +248,35 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 export function toImportSpecifier(spec: string): string {
   if (spec.startsWith('.') || isAbsolute(spec)) return pathToFileURL(resolvePath(spec)).href;
   return spec;
+}
+
+/**
+ * Imports a module the operator named: a path (relative to the working
+ * directory) or a package specifier. A package is looked for where RestPipe
+ * is installed first, then from the working directory, so a handler package
+ * installed beside the application is found even when RestPipe is installed
+ * globally.
+ */
+export async function importUserModule(spec: string): Promise<Record<string, unknown>> {
+  const specifier = toImportSpecifier(spec);
+  try {
+    return (await import(specifier)) as Record<string, unknown>;
+  } catch (err) {
+    if (specifier !== spec || (err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND' || !String((err as Error).message).includes(`'${bareName(spec)}'`)) throw err;
+    let resolved: string;
+    try {
+      resolved = createRequire(join(process.cwd(), 'noop.js')).resolve(spec);
+    } catch {
+      throw err;
+    }
+    return (await import(pathToFileURL(resolved).href)) as Record<string, unknown>;
+  }
+}
+
+/** The package name of a bare specifier: `@scope/pkg/sub` → `@scope/pkg`. */
+function bareName(spec: string): string {
+  const parts = spec.split('/');
+  return spec.startsWith('@') ? parts.slice(0, 2).join('/') : (parts[0] ?? spec);
 }
 
 /** Deep-freezes a resolved config. */
