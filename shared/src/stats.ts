@@ -1,12 +1,17 @@
 /**
  * The stats sink seam: the pipe reports counters, gauges and timings here.
- * `createStatsd` sends them to statsd with hot-shots; `nullStats` drops them;
- * `MemoryStats` keeps them for tests and the status endpoint.
+ * `createStatsd` sends them to statsd with hot-shots; `nullStats` drops them.
+ * Names are dotted (`requests.sent`); the sink adds its prefix. Callers
+ * never wait on a sink and a sink never throws.
  */
 export interface Stats {
+  /** Adds `value` (default 1) to a counter. */
   increment(name: string, value?: number): void;
+  /** Sets a gauge to `value`. */
   gauge(name: string, value: number): void;
+  /** Records a duration in milliseconds. */
   timing(name: string, ms: number): void;
+  /** Sends what is pending and releases the socket; later metrics are dropped. */
   close(): Promise<void>;
 }
 
