@@ -142,8 +142,8 @@ describe('server → client', () => {
     const answers = await Promise.all(ids.map((id) => http('GET', `${server.gatewayAddress}/client/agent-1/echo_id//${id}`)));
     expect(answers.map((a) => a.status)).toEqual(ids.map(() => 200));
     expect(answers.map((a) => a.json<{ id: string }>().id)).toEqual(ids);
-    expect(client.exchange?.inFlight).toEqual({ outgoing: 0, incoming: 0 });
-    expect(server.registry.get('agent-1')?.inFlight).toEqual({ outgoing: 0, incoming: 0 });
+    expect(client.exchange?.inFlight).toEqual({ outgoing: 0, incoming: 0, streams: 0 });
+    expect(server.registry.get('agent-1')?.inFlight).toEqual({ outgoing: 0, incoming: 0, streams: 0 });
   });
 });
 
@@ -213,8 +213,8 @@ describe('errors: event code and HTTP status', () => {
     expect(enc.code).toBe(240);
   });
 
-  it('413 / 241 for a body over RP_MAX_BODY_BYTES', async () => {
-    const { client } = await startPair({ server: { handler: new EchoServerHandler() }, client: { env: { RP_MAX_BODY_BYTES: '1000' } } });
+  it('413 / 241 for a body over the receiving side\'s RP_MAX_BODY_BYTES', async () => {
+    const { client } = await startPair({ server: { handler: new EchoServerHandler(), env: { RP_MAX_BODY_BYTES: '1000' } } });
     const res = await httpClient()('POST', `${client.gatewayAddress}/server/echo`, { body: 'x'.repeat(2000), headers: { 'content-type': 'text/plain' } });
     expect(res.status).toBe(413);
     expect(res.code).toBe(241);

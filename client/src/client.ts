@@ -95,7 +95,7 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
             side: 'client',
             log: this.log,
             stats: this.stats,
-            maxBodyBytes: opts.config.maxBodyBytes,
+            streamChunkBytes: opts.config.streamChunkBytes,
             defaultDeadlineMs: opts.config.requestTimeoutMs,
             maxDeadlineMs: opts.config.maxRequestTimeoutMs,
             resolvePeer: (_name, deadlineMs, signal) => this.waitForPipe(Math.min(deadlineMs, this.config.connectWaitMs), signal),
@@ -265,9 +265,7 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
           dispatcher: this.dispatcher,
           log: this.log,
           stats: this.stats,
-          maxFrameBytes: this.config.maxFrameBytes,
-          heartbeatIntervalMs: this.config.heartbeatIntervalMs,
-          heartbeatTimeoutMs: this.config.heartbeatTimeoutMs,
+          limits: this.config,
         });
         socket.off('error', fail);
         exchange.once('close', (err) => fail(err ?? new Error('the pipe closed before the server said hello')));

@@ -89,7 +89,7 @@ export class RestPipeServer {
             side: 'server',
             log: this.log,
             stats: this.stats,
-            maxBodyBytes: opts.config.maxBodyBytes,
+            streamChunkBytes: opts.config.streamChunkBytes,
             defaultDeadlineMs: opts.config.requestTimeoutMs,
             maxDeadlineMs: opts.config.maxRequestTimeoutMs,
             resolvePeer: async (name) => this.exchangeFor(name ?? ''),
@@ -158,9 +158,7 @@ export class RestPipeServer {
       dispatcher: this.dispatcher,
       log: this.log,
       stats: this.stats,
-      maxFrameBytes: this.config.maxFrameBytes,
-      heartbeatIntervalMs: this.config.heartbeatIntervalMs,
-      heartbeatTimeoutMs: this.config.heartbeatTimeoutMs,
+      limits: this.config,
     });
     const replaced = this.registry.add(name, exchange);
     if (replaced) {

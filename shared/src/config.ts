@@ -30,7 +30,25 @@ const DECIMAL = /^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$/;
  * in every error. An empty value counts as unset, except where noted.
  */
 export class Env {
-  constructor(private readonly source: EnvSource) {}
+  private readonly origins: ReadonlyMap<string, string>;
+
+  /**
+   * @param origins where a value came from when not the environment (a user
+   *   config module), so an error can say which file to fix; taken from a
+   *   `layeredEnv` result when not given.
+   */
+  constructor(
+    private readonly source: EnvSource,
+    origins?: ReadonlyMap<string, string>,
+  ) {
+    this.origins = origins ?? (source as WithOrigins)[ORIGINS] ?? new Map();
+  }
+
+  /** `NAME="value"`, plus where it was set when that was not the environment. */
+  describe(name: string, value: string): string {
+    const origin = this.origins.get(name);
+    return origin ? `${showSetting(name, value)} (set by ${origin})` : showSetting(name, value);
+  }
 
   /** The raw value; undefined when unset. */
   raw(name: string): string | undefined {
@@ -59,7 +77,7 @@ export class Env {
     if (value === undefined || value === '') return fallback;
     const n = WHOLE_NUMBER.test(value.trim()) ? Number(value.trim()) : NaN;
     if (!Number.isSafeInteger(n) || n < min || n > max) {
-      throw new ConfigError(`${showSetting(name, value)} is not valid: expected a whole number from ${min} to ${max}`);
+      throw new ConfigError(`${this.describe(name, value)} is not valid: expected a whole number from ${min} to ${max}`);
     }
     return n;
   }
@@ -70,7 +88,7 @@ export class Env {
     if (value === undefined || value === '') return Math.round(fallbackSeconds * 1000);
     const n = DECIMAL.test(value.trim()) ? Number(value.trim()) : NaN;
     if (!Number.isFinite(n) || n < minSeconds || n > maxSeconds) {
-      throw new ConfigError(`${showSetting(name, value)} is not valid: expected seconds from ${minSeconds} to ${maxSeconds}`);
+      throw new ConfigError(`${this.describe(name, value)} is not valid: expected seconds from ${minSeconds} to ${maxSeconds}`);
     }
     return Math.round(n * 1000);
   }
@@ -81,7 +99,7 @@ export class Env {
     const v = value.trim().toLowerCase();
     if (TRUE_WORDS.includes(v)) return true;
     if (FALSE_WORDS.includes(v)) return false;
-    throw new ConfigError(`${showSetting(name, value)} is not valid: expected 1/0, true/false, yes/no or on/off`);
+    throw new ConfigError(`${this.describe(name, value)} is not valid: expected 1/0, true/false, yes/no or on/off`);
   }
 
   oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
@@ -89,7 +107,7 @@ export class Env {
     if (value === undefined || value === '') return fallback;
     const v = value.trim().toLowerCase();
     if (!(allowed as readonly string[]).includes(v)) {
-      throw new ConfigError(`${showSetting(name, value)} is not valid: expected one of ${allowed.join(', ')}`);
+      throw new ConfigError(`${this.describe(name, value)} is not valid: expected one of ${allowed.join(', ')}`);
     }
     return v as T;
   }
@@ -174,7 +192,7 @@ export function readCommonConfig(env: Env): CommonConfig {
   const statsdPort = env.int('RP_STATSD_PORT', 8125, 1, 65535);
   const statsdPrefix = env.string('RP_STATSD_PREFIX', 'restpipe.');
   if (/[:|@#\s]/.test(statsdPrefix)) {
-    throw new ConfigError(`${showSetting('RP_STATSD_PREFIX', statsdPrefix)} is not valid: a metric name may not hold ':', '|', '@', '#' or blanks`);
+    throw new ConfigError(`${env.describe('RP_STATSD_PREFIX', statsdPrefix)} is not valid: a metric name may not hold ':', '|', '@', '#' or blanks`);
   }
   const statsd: StatsdConfig | undefined = statsdHost !== '' && statsdPortSet ? { host: statsdHost, port: statsdPort, prefix: statsdPrefix } : undefined;
   const logLevel = env.oneOf('RP_LOG_LEVEL', 'info', LOG_LEVELS);
@@ -206,32 +224,51 @@ export function readPort(env: Env, name: string, fallback: number): number {
 const SETTING_NAME = /^(?:RP_[A-Z0-9_]+|DEBUG)$/;
 
 /**
+ * Where each value a user config module set came from, carried on the
+ * layered source (not enumerable, so spreading it drops it) for `Env`'s
+ * messages.
+ */
+const ORIGINS: unique symbol = Symbol('restpipe.settingOrigins');
+type WithOrigins = EnvSource & { readonly [ORIGINS]?: ReadonlyMap<string, string> };
+
+/**
  * Loads the user config module named by `variable` (a path, or a package
  * specifier) and layers the environment over its exports: the module's
  * values replace the defaults, the environment replaces the module's.
  * Exports not named like a setting (helpers, `default` itself) are ignored;
- * a `default` export that is an object counts as named exports.
+ * a `default` export that is an object counts as named exports. An `Env`
+ * over the result names the module in errors about values it set:
+ * `RP_CLIENT_TARGET_PORT="abc" (set by RP_CLIENT_USER_CONFIG_MODULE="./settings.mjs")`.
  */
 export async function layeredEnv(source: EnvSource, variable: string): Promise<EnvSource> {
+  const { source: layered, origins } = await readUserModule(source, variable);
+  if (origins.size > 0) Object.defineProperty(layered, ORIGINS, { value: origins, enumerable: false });
+  return layered;
+}
+
+async function readUserModule(source: EnvSource, variable: string): Promise<{ source: EnvSource; origins: Map<string, string> }> {
+  const origins = new Map<string, string>();
   const spec = source[variable]?.trim();
-  if (spec === undefined || spec === '') return source;
+  if (spec === undefined || spec === '') return { source, origins };
+  const setting = showSetting(variable, spec);
   let mod: Record<string, unknown>;
   try {
     mod = await importUserModule(spec);
   } catch (err) {
-    throw new ConfigError(`${showSetting(variable, spec)} could not be loaded: ${(err as Error).message}`, { cause: err });
+    throw new ConfigError(`${setting} could not be loaded: ${(err as Error).message}`, { cause: err });
   }
   const values: Record<string, unknown> = { ...(isRecord(mod.default) ? mod.default : {}), ...mod };
-  const layer: Record<string, string | undefined> = {};
+  const layer: Record<string, string> = {};
   for (const [key, value] of Object.entries(values)) {
     if (!SETTING_NAME.test(key) || value === undefined || value === null) continue;
     if (key === variable) continue; // the module cannot name another module
     if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
-      throw new ConfigError(`${showSetting(variable, spec)} exports ${key} as ${typeof value}; expected a string, number or boolean`);
+      throw new ConfigError(`${setting} exports ${key} as ${typeof value}; expected a string, number or boolean`);
     }
     layer[key] = String(value);
+    if (source[key] === undefined) origins.set(key, setting);
   }
-  return { ...layer, ...definedOnly(source) };
+  return { source: { ...layer, ...definedOnly(source) }, origins };
 }
 
 function definedOnly(source: EnvSource): Record<string, string> {

@@ -7,7 +7,9 @@
  * and the first base handler class, so `constructor`, `__proto__`,
  * `toString` and base-class internals answer like a missing handler.
  */
+import type { Readable } from 'node:stream';
 import { EventCode } from './event-codes.js';
+import { isBodyStream } from './streams.js';
 import { BASE_HANDLER, type EventContext, type EventHandler, type HandlerMethod, type PostData } from './handler.js';
 
 export const VERBS = ['get', 'post', 'put', 'delete', 'patch'] as const;
@@ -25,6 +27,8 @@ export interface IncomingEvent {
   args: string[];
   mimetype: string;
   body: Buffer;
+  /** The body as a stream, for handlers listed in `streamedBodies`. */
+  stream?: Readable;
 }
 
 /** What goes back over the pipe. */
@@ -32,6 +36,8 @@ export interface EventReply {
   code: number;
   mimetype: string;
   body: Buffer;
+  /** A body to stream instead of `body` (a handler returned a Readable or an async iterable). */
+  stream?: AsyncIterable<unknown>;
   /** The handler method that ran, when one did (for per-handler metrics). */
   method?: string;
 }
@@ -63,9 +69,17 @@ function methodTable(handler: EventHandler): Map<string, HandlerMethod> {
 
 export class Dispatcher {
   private readonly methods: Map<string, HandlerMethod>;
+  private readonly streamed: ReadonlySet<string>;
 
   constructor(readonly handler: EventHandler) {
     this.methods = methodTable(handler);
+    const declared = (handler.constructor as { streamedBodies?: unknown }).streamedBodies;
+    this.streamed = new Set(Array.isArray(declared) ? declared.filter((n): n is string => typeof n === 'string') : []);
+  }
+
+  /** True when the handler for this verb and noun takes the request body as a stream. */
+  takesStream(verb: string, noun: string): boolean {
+    return this.streamed.size > 0 && this.resolve(verb, noun) !== undefined && this.streamed.has(handlerMethodName(verb, noun));
   }
 
   /** Names of every reachable handler method, sorted. */
@@ -93,7 +107,7 @@ export class Dispatcher {
     }
     let postData: PostData;
     try {
-      postData = decodePostData(event.mimetype, event.body);
+      postData = event.stream ? { mimetype: event.mimetype, data: '', body: event.body, stream: event.stream } : decodePostData(event.mimetype, event.body);
     } catch (err) {
       return jsonReply(EventCode.BAD_REQUEST, {
         exception: { message: `request body is not valid JSON: ${(err as Error).message}`, traceback: '', class: 'BadRequestError' },
@@ -113,10 +127,10 @@ export class Dispatcher {
 }
 
 function decodePostData(mimetype: string, body: Buffer): PostData {
-  if (body.length === 0) return { mimetype, data: '', body };
-  if (JSON_TYPE.test(mimetype)) return { mimetype, data: JSON.parse(body.toString('utf8')), body };
-  if (TEXT_TYPE.test(mimetype)) return { mimetype, data: body.toString('utf8'), body };
-  return { mimetype, data: body, body };
+  if (body.length === 0) return { mimetype, data: '', body, stream: undefined };
+  if (JSON_TYPE.test(mimetype)) return { mimetype, data: JSON.parse(body.toString('utf8')), body, stream: undefined };
+  if (TEXT_TYPE.test(mimetype)) return { mimetype, data: body.toString('utf8'), body, stream: undefined };
+  return { mimetype, data: body, body, stream: undefined };
 }
 
 function isReplyTuple(value: unknown): value is readonly [string, number, unknown] {
@@ -125,9 +139,13 @@ function isReplyTuple(value: unknown): value is readonly [string, number, unknow
 
 /** Encodes a handler's return value: `[mimetype, code, data]` or plain data as JSON. */
 export function encodeResult(result: unknown): EventReply {
-  if (!isReplyTuple(result)) return jsonReply(EventCode.OK, result);
+  if (!isReplyTuple(result)) {
+    if (isBodyStream(result)) return { code: EventCode.OK, mimetype: 'application/octet-stream', body: EMPTY, stream: result };
+    return jsonReply(EventCode.OK, result);
+  }
   const [mimetype, code, data] = result;
   if (code < 0 || code > 0xffffffff) throw new RangeError(`event code ${code} is out of range`);
+  if (isBodyStream(data)) return { code, mimetype, body: EMPTY, stream: data };
   if (Buffer.isBuffer(data)) return { code, mimetype, body: data };
   if (data instanceof Uint8Array) return { code, mimetype, body: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
   if (JSON_TYPE.test(mimetype)) return { code, mimetype, body: Buffer.from(JSON.stringify(data ?? null)) };
@@ -135,6 +153,8 @@ export function encodeResult(result: unknown): EventReply {
   if (data === undefined || data === null) return { code, mimetype, body: Buffer.alloc(0) };
   throw new TypeError(`a handler returned ${typeof data} data with mimetype "${mimetype}"; return a string or bytes`);
 }
+
+const EMPTY = Buffer.alloc(0);
 
 function jsonReply(code: number, data: unknown): EventReply {
   return { code, mimetype: 'application/json', body: Buffer.from(JSON.stringify(data ?? null)) };

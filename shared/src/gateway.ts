@@ -8,6 +8,7 @@
  */
 import { existsSync, statSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
+import { Readable } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { BadRequestError, BodyTooLargeError, DeadlineExceededError, RestPipeError } from './errors.js';
@@ -16,6 +17,7 @@ import { parseEventPath, splitClientName } from './event-path.js';
 import { isValidNoun } from './dispatcher.js';
 import { errorBody, type MessageExchange } from './message-exchange.js';
 import type { Stats } from './stats.js';
+import { collectBody } from './streams.js';
 
 /** Header carrying the event code of every answer. */
 export const EVENT_CODE_HEADER = 'x-event-return-code';
@@ -32,8 +34,8 @@ export interface GatewayOptions {
   side: GatewaySide;
   log: Logger;
   stats: Stats;
-  /** Largest request body taken, in bytes (413 above). */
-  maxBodyBytes: number;
+  /** Request bodies up to this size are read whole and sent inline; larger ones stream. */
+  streamChunkBytes: number;
   /** Deadline of a request without the timeout header, in ms. */
   defaultDeadlineMs: number;
   /** Largest deadline the timeout header may ask for, in ms. */
@@ -52,7 +54,6 @@ export type GatewayAddress = { host: string; port: number } | { path: string };
 export function createGateway(opts: GatewayOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: opts.log as FastifyBaseLogger,
-    bodyLimit: opts.maxBodyBytes,
     logController: new LogController({ disableRequestLogging: !opts.log.isLevelEnabled('debug') }),
     exposeHeadRoutes: false,
     return503OnClosing: true,
@@ -60,8 +61,9 @@ export function createGateway(opts: GatewayOptions): FastifyInstance {
     frameworkErrors: (error, _request, reply) => sendError(reply, new BadRequestError(error.message)),
   });
   app.removeAllContentTypeParsers();
-  // Bodies travel as bytes; the receiving dispatcher parses JSON for the handler.
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  // Bodies are not parsed here: they travel as bytes (streamed when large) and
+  // the receiving side parses JSON for the handler and enforces RP_MAX_BODY_BYTES.
+  app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
 
   const prefix = opts.side === 'client' ? '/server/' : '/client/';
   const handle = (request: FastifyRequest, reply: FastifyReply) => forward(opts, prefix, request, reply);
@@ -73,7 +75,7 @@ export function createGateway(opts: GatewayOptions): FastifyInstance {
   });
   app.setErrorHandler((error: Error & { statusCode?: number }, _request, reply) => {
     if (error instanceof RestPipeError) return sendError(reply, error);
-    if (error.statusCode === 413) return sendError(reply, new BodyTooLargeError(`request body over the limit of ${opts.maxBodyBytes} bytes`));
+    if (error.statusCode === 413) return sendError(reply, new BodyTooLargeError(error.message));
     if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
       return sendError(reply, new BadRequestError(error.message));
     }
@@ -98,8 +100,11 @@ async function forward(opts: GatewayOptions, prefix: string, request: FastifyReq
   const deadlineAt = Date.now() + deadlineMs;
 
   const caller = new AbortController();
+  let replyStream: Readable | undefined;
   const onClose = () => {
-    if (!reply.raw.writableFinished) caller.abort(new Error('the HTTP caller went away'));
+    if (reply.raw.writableFinished) return;
+    caller.abort(new Error('the HTTP caller went away'));
+    replyStream?.destroy();
   };
   reply.raw.once('close', onClose);
 
@@ -107,7 +112,7 @@ async function forward(opts: GatewayOptions, prefix: string, request: FastifyReq
     const exchange = await opts.resolvePeer(clientName, deadlineMs, caller.signal);
     const remaining = deadlineAt - Date.now();
     if (remaining <= 0) throw new DeadlineExceededError(deadlineMs);
-    const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+    const { body, contentLength } = await requestBody(request, opts.streamChunkBytes);
     const headers: Array<[string, string]> = [];
     for (const [name, value] of Object.entries(request.headers)) {
       if (value === undefined || HOP_BY_HOP.has(name)) continue;
@@ -121,12 +126,23 @@ async function forward(opts: GatewayOptions, prefix: string, request: FastifyReq
       headers,
       mimetype: request.headers['content-type'] ?? '',
       body,
+      contentLength,
       deadlineMs: remaining,
       signal: caller.signal,
     });
     reply.code(httpStatusForEventCode(result.code)).header(EVENT_CODE_HEADER, String(result.code));
+    // The peer answered before reading the whole upload (e.g. 413): close the
+    // connection after the answer instead of reading and discarding the rest.
+    if (body instanceof Readable && !body.readableEnded) reply.header('connection', 'close');
     if (result.mimetype) reply.header('content-type', result.mimetype);
-    await reply.send(result.body);
+    if (result.stream) {
+      replyStream = result.stream;
+      if (reply.raw.destroyed) result.stream.destroy();
+      if (result.contentLength >= 0) reply.header('content-length', String(result.contentLength));
+      await reply.send(result.stream);
+    } else {
+      await reply.send(result.body);
+    }
     opts.stats.increment(`gateway.status.${reply.statusCode}`);
   } catch (err) {
     if (caller.signal.aborted) {
@@ -141,6 +157,23 @@ async function forward(opts: GatewayOptions, prefix: string, request: FastifyReq
     opts.stats.timing('gateway.time', performance.now() - started);
   }
 }
+
+/**
+ * The request body: read whole when it declares a length up to one chunk
+ * (the common small request), else passed on as the stream it is.
+ */
+async function requestBody(request: FastifyRequest, inlineMax: number): Promise<{ body: Buffer | Readable; contentLength: number }> {
+  const payload = request.body;
+  if (!(payload instanceof Readable)) return { body: EMPTY, contentLength: 0 };
+  const header = request.headers['content-length'];
+  const declared = header === undefined ? -1 : Number(header);
+  if (declared >= 0 && declared <= inlineMax) {
+    return { body: await collectBody(payload, inlineMax, (n) => new BadRequestError(`request body of ${n} bytes is longer than its Content-Length`)), contentLength: declared };
+  }
+  return { body: payload, contentLength: declared };
+}
+
+const EMPTY = Buffer.alloc(0);
 
 function requestDeadline(opts: GatewayOptions, header: string | string[] | undefined): number {
   if (header === undefined) return opts.defaultDeadlineMs;

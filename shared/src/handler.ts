@@ -7,6 +7,8 @@
  * `application/json` and code 0, JSON encoded for you).
  */
 
+import type { Readable } from 'node:stream';
+
 /** Who is on the other end of the pipe. */
 export interface PeerInfo {
   /** The peer's identity: the client's certificate CN, or the server's. */
@@ -43,6 +45,11 @@ export interface PostData {
   readonly mimetype: string;
   readonly data: unknown;
   readonly body: Buffer;
+  /**
+   * The body as a stream, for methods the handler class lists in
+   * `static streamedBodies`; then `body` is empty and `data` is `""`.
+   */
+  readonly stream: Readable | undefined;
 }
 
 /** `[mimetype, code, data]`, as in the original RestPipe. */
@@ -66,6 +73,12 @@ export const BASE_HANDLER: unique symbol = Symbol.for('restpipe.baseHandler');
  */
 export class EventHandler {
   static readonly [BASE_HANDLER] = true;
+  /**
+   * Methods that take the request body as a stream (`postData.stream`), with
+   * no size cap; every other method gets the whole body, up to `RP_MAX_BODY_BYTES`.
+   * Any method may return a Readable or an async iterable to stream its reply.
+   */
+  static readonly streamedBodies: readonly string[] = [];
 }
 
 /** True when `cls` or one of its ancestors is `base`. */

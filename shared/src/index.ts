@@ -35,7 +35,9 @@ export {
   type ReplyResult,
   type PipeRole,
   type ExchangeState,
+  type PipeLimits,
 } from './message-exchange.js';
+export { InboundStream, OutboundStream, isBodyStream, collectBody } from './streams.js';
 export { parseEventPath, splitClientName, type EventPath } from './event-path.js';
 export { createGateway, listenGateway, EVENT_CODE_HEADER, TIMEOUT_HEADER, type GatewayOptions, type GatewayAddress, type GatewaySide } from './gateway.js';
 export { Env, readCommonConfig, readPort, layeredEnv, toImportSpecifier, freezeConfig, type CommonConfig, type StatsdConfig, type LogLevel, type EnvSource } from './config.js';

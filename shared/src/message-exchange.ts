@@ -8,11 +8,13 @@
  * stream ends fails everything in flight at once.
  */
 import { EventEmitter } from 'node:events';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { encodeFrame, FrameDecoder, PROTOCOL_VERSION, type Frame, type FrameInit } from '@restpipe/proto';
 import type * as wire from '@restpipe/proto';
 import type { Logger } from 'pino';
-import { DeadlineExceededError, PipeBrokenError, ProtocolError, RestPipeError, ShuttingDownError } from './errors.js';
+import { BodyTooLargeError, DeadlineExceededError, PipeBrokenError, ProtocolError, RestPipeError, ShuttingDownError } from './errors.js';
+import type { CommonConfig } from './config.js';
+import { InboundStream, OutboundStream, collectBody, type StreamIO } from './streams.js';
 import { EventCode } from './event-codes.js';
 import type { Dispatcher, EventReply } from './dispatcher.js';
 import type { EventContext, PeerInfo } from './handler.js';
@@ -28,15 +30,20 @@ export interface MessageExchangeOptions {
   dispatcher: Dispatcher;
   log: Logger;
   stats: Stats;
-  /** Largest frame accepted from the peer. */
-  maxFrameBytes: number;
-  /** Ping when nothing was received for this long. */
-  heartbeatIntervalMs: number;
-  /** Declare the peer dead when nothing was received for this long. */
-  heartbeatTimeoutMs: number;
+  /** Frame, body, stream and heartbeat limits (usually the node's config). */
+  limits: PipeLimits;
   /** Software name sent in Hello. */
   agent?: string;
 }
+
+/** The settings an exchange works within. */
+export type PipeLimits = Pick<
+  CommonConfig,
+  'maxFrameBytes' | 'maxBodyBytes' | 'streamChunkBytes' | 'streamWindowBytes' | 'streamConnectionBufferBytes' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs'
+>;
+
+/** Capability sent in Hello: this side can send and receive streamed bodies. */
+const STREAM_CAPABILITY = 'stream';
 
 /** A request to send to the peer. */
 export interface OutgoingRequest {
@@ -46,14 +53,32 @@ export interface OutgoingRequest {
   query: string;
   headers: Array<[name: string, value: string]>;
   mimetype: string;
-  body: Buffer;
-  /** Fail with `DeadlineExceededError` after this many ms; 0 waits for ever. */
+  /** The body: bytes, or a stream (sent in chunks with flow control). */
+  body: Buffer | AsyncIterable<unknown>;
+  /** The body's length when known (for a stream), else -1. */
+  contentLength?: number;
+  /** Fail with `DeadlineExceededError` after this many ms (until the reply starts); 0 waits for ever. */
   deadlineMs: number;
   /** Aborting it cancels the request on the peer too. */
   signal?: AbortSignal;
 }
 
-export type ReplyResult = EventReply;
+/** The peer's reply: a whole body, or a stream of it. */
+export interface ReplyResult {
+  code: number;
+  mimetype: string;
+  body: Buffer;
+  /** Set when the reply body streams; read it to the end or destroy it. */
+  stream?: Readable;
+  /** Length of the streamed body when the sender knew it, else -1. */
+  contentLength: number;
+}
+
+/** A request being handled here. */
+interface Incoming {
+  controller: AbortController;
+  timer: NodeJS.Timeout | undefined;
+}
 
 interface Pending {
   resolve(reply: ReplyResult): void;
@@ -87,7 +112,14 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
   private readonly stats: Stats;
   private readonly decoder: FrameDecoder;
   private readonly pending = new Map<number, Pending>();
-  private readonly incoming = new Map<number, AbortController>();
+  private readonly incoming = new Map<number, Incoming>();
+  /** Bodies arriving from the peer, by request id (ids are unique per direction by parity). */
+  private readonly inbound = new Map<number, InboundStream>();
+  /** Bodies being sent to the peer, by request id. */
+  private readonly outbound = new Map<number, OutboundStream>();
+  private readonly streamIO: StreamIO;
+  private drainWaiters: Array<() => void> = [];
+  private readonly limits: PipeLimits;
   private nextId: number;
   private _state: ExchangeState = 'open';
   private peerHello: wire.Hello | undefined;
@@ -100,6 +132,8 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
   private _rttMs: number | undefined;
   private corked = false;
   private peerMaxFrameBytes = Number.MAX_SAFE_INTEGER;
+  private peerWindowBytes = 0;
+  private peerStreams = false;
 
   constructor(private readonly opts: MessageExchangeOptions) {
     super();
@@ -109,21 +143,37 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     this.dispatcher = opts.dispatcher;
     this.log = opts.log;
     this.stats = opts.stats;
+    this.limits = opts.limits;
     this.nextId = this.firstId();
-    this.decoder = new FrameDecoder(opts.maxFrameBytes, (frame) => this.onFrame(frame));
+    this.decoder = new FrameDecoder(opts.limits.maxFrameBytes, (frame) => this.onFrame(frame));
+    this.streamIO = {
+      chunkBytes: opts.limits.streamChunkBytes,
+      sendChunk: (id, data, end) => this.send({ chunk: { id, data, end } }),
+      sendCredit: (id, bytes) => this.trySend({ credit: { id, bytes } }),
+      sendCancel: (id, reason) => {
+        if (this._state !== 'closed') this.trySend({ cancel: { id, reason } });
+      },
+      writable: () => this.writable(),
+      done: (id, stream) => {
+        if (this.inbound.get(id) === stream) this.inbound.delete(id);
+        if (this.outbound.get(id) === stream) this.outbound.delete(id);
+      },
+    };
+    this.socket.on('drain', () => this.releaseDrainWaiters());
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('error', (err: Error) => this.close(new PipeBrokenError(`pipe error: ${err.message}`, { cause: err })));
     this.socket.on('close', () => this.close(this.closeError ?? new PipeBrokenError('the pipe closed')));
     this.socket.on('end', () => this.socket.end());
-    const tick = Math.max(10, Math.min(opts.heartbeatIntervalMs, opts.heartbeatTimeoutMs) / 2);
+    const tick = Math.max(10, Math.min(opts.limits.heartbeatIntervalMs, opts.limits.heartbeatTimeoutMs) / 2);
     this.heartbeat = setInterval(() => this.checkHeartbeat(), tick);
     this.heartbeat.unref();
     this.send({
       hello: {
         version: PROTOCOL_VERSION,
-        capabilities: [],
+        capabilities: [STREAM_CAPABILITY],
         agent: opts.agent ?? 'restpipe-node',
-        maxFrameBytes: opts.maxFrameBytes,
+        maxFrameBytes: opts.limits.maxFrameBytes,
+        initialWindowBytes: opts.limits.streamWindowBytes,
       },
     });
   }
@@ -147,9 +197,9 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     return this.peerHello;
   }
 
-  /** Requests in flight: sent and awaiting a reply, received and being handled. */
-  get inFlight(): { outgoing: number; incoming: number } {
-    return { outgoing: this.pending.size, incoming: this.incoming.size };
+  /** Requests in flight: sent and awaiting a reply, received and being handled, bodies streaming either way. */
+  get inFlight(): { outgoing: number; incoming: number; streams: number } {
+    return { outgoing: this.pending.size, incoming: this.incoming.size, streams: this.inbound.size + this.outbound.size };
   }
 
   private firstId(): number {
@@ -183,6 +233,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
         signal.addEventListener('abort', pending.onAbort, { once: true });
       }
       this.pending.set(id, pending);
+      const streamed = this.mustStream(req.body);
       try {
         this.send({
           request: {
@@ -193,8 +244,10 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
             query: req.query,
             headers: req.headers.map(([name, value]) => ({ name, value })),
             mimetype: req.mimetype,
-            body: req.body,
+            body: streamed ? undefined : (req.body as Buffer),
             deadlineMs: req.deadlineMs,
+            streaming: streamed,
+            contentLength: Buffer.isBuffer(req.body) ? req.body.length : (req.contentLength ?? -1),
           },
         });
       } catch (err) {
@@ -203,7 +256,40 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
         return;
       }
       this.stats.increment('requests.sent');
+      if (streamed) {
+        this.startOutbound(id, req.body, false).catch((err: unknown) => {
+          // The body's source failed (e.g. the HTTP upload broke): give up on the request.
+          if (this.pending.has(id)) this.abandon(id, 'request body failed', err instanceof Error ? err : new Error(String(err)));
+        });
+      }
     });
+  }
+
+  /** True when a body goes in chunks: any stream, or bytes over one chunk. */
+  private mustStream(body: Buffer | AsyncIterable<unknown>): boolean {
+    const streamed = !Buffer.isBuffer(body) || body.length > this.limits.streamChunkBytes;
+    if (streamed && !this.peerStreams) throw new ProtocolError('the peer cannot receive streamed bodies');
+    return streamed;
+  }
+
+  /** Pumps a body to the peer under flow control; settles when sent or stopped. */
+  private startOutbound(id: number, body: Buffer | AsyncIterable<unknown>, destroySource: boolean): Promise<void> {
+    const stream = new OutboundStream(id, this.peerWindowBytes, this.streamIO, destroySource);
+    this.outbound.set(id, stream);
+    return stream.pump(body);
+  }
+
+  /** Resolves when the socket's unsent bytes are under the connection cap. */
+  private writable(): Promise<void> {
+    if (this._state === 'closed') return Promise.reject(this.closeError ?? new PipeBrokenError('the pipe is closed'));
+    if (this.socket.writableLength < this.limits.streamConnectionBufferBytes) return Promise.resolve();
+    return new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private releaseDrainWaiters(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const wake of waiters) wake();
   }
 
   /** Removes a pending request and its timer and listener; returns it. */
@@ -220,6 +306,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
   private abandon(id: number, reason: string, err: Error): void {
     const pending = this.settle(id);
     if (!pending) return;
+    this.outbound.get(id)?.stop(err);
     if (this._state !== 'closed') this.trySend({ cancel: { id, reason } });
     if (err instanceof DeadlineExceededError) this.stats.increment('requests.deadline_exceeded');
     pending.reject(err);
@@ -237,7 +324,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       this.trySend({ goaway: { reason, code: EventCode.SHUTTING_DOWN } });
     }
     const deadline = Date.now() + graceMs;
-    while (this.state !== 'closed' && (this.pending.size > 0 || this.incoming.size > 0) && Date.now() < deadline) {
+    while (this.state !== 'closed' && (this.pending.size > 0 || this.incoming.size > 0 || this.inbound.size > 0 || this.outbound.size > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
     }
     this.close(new ShuttingDownError(reason));
@@ -261,8 +348,16 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     for (const id of [...this.pending.keys()]) {
       this.settle(id)?.reject(failure);
     }
-    for (const controller of this.incoming.values()) controller.abort(failure);
+    for (const entry of this.incoming.values()) {
+      if (entry.timer) clearTimeout(entry.timer);
+      entry.controller.abort(failure);
+    }
     this.incoming.clear();
+    for (const stream of [...this.inbound.values()]) stream.destroy(failure);
+    this.inbound.clear();
+    for (const stream of this.outbound.values()) stream.stop(failure);
+    this.outbound.clear();
+    this.releaseDrainWaiters();
     this.socket.destroy();
     this.emit('close', err);
   }
@@ -303,9 +398,12 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       case 'goaway':
         return this.onGoAway(frame.goaway as wire.GoAway);
       case 'chunk':
-      case 'credit':
-        // Streamed bodies are not negotiated in Hello yet: a peer must not send these.
-        throw new ProtocolError(`unexpected ${frame.kind} frame: streaming was not negotiated`);
+        return this.onChunk(frame.chunk as wire.Chunk);
+      case 'credit': {
+        const credit = frame.credit as wire.Credit;
+        this.outbound.get(credit.id)?.grant(credit.bytes);
+        return;
+      }
       default:
         throw new ProtocolError(`unknown frame kind ${String(frame.kind)}`);
     }
@@ -318,27 +416,34 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     }
     this.peerHello = hello;
     if (hello.maxFrameBytes > 0) this.peerMaxFrameBytes = hello.maxFrameBytes;
+    this.peerStreams = hello.capabilities.includes(STREAM_CAPABILITY) && hello.initialWindowBytes > 0;
+    this.peerWindowBytes = hello.initialWindowBytes;
     this.log.debug({ peer: this.peer.name, agent: hello.agent, version: hello.version }, 'peer said hello');
     this.emit('ready');
   }
 
   private onRequest(req: wire.Request): void {
     const { id } = req;
-    const peerParity = this.role === 'client' ? 0 : 1;
-    if (id % 2 !== peerParity) throw new ProtocolError(`request id ${id} has the wrong parity for the peer`);
-    if (this.incoming.has(id)) throw new ProtocolError(`request id ${id} is already in flight`);
+    if (!this.isPeerId(id)) throw new ProtocolError(`request id ${id} has the wrong parity for the peer`);
+    if (this.incoming.has(id) || this.inbound.has(id)) throw new ProtocolError(`request id ${id} is already in flight`);
     this.stats.increment('requests.received');
+    let bodyStream: InboundStream | undefined;
+    if (req.streaming) {
+      bodyStream = new InboundStream(id, this.limits.streamWindowBytes, this.streamIO);
+      this.inbound.set(id, bodyStream);
+    }
     if (this._state === 'draining') {
-      if (!req.notify) this.sendReply(id, { code: EventCode.SHUTTING_DOWN, mimetype: 'application/json', body: errorBody(new ShuttingDownError()) });
+      bodyStream?.destroy();
+      if (!req.notify) this.sendError(id, new ShuttingDownError());
       return;
     }
     const controller = new AbortController();
-    this.incoming.set(id, controller);
-    let timer: NodeJS.Timeout | undefined;
+    const entry: Incoming = { controller, timer: undefined };
+    this.incoming.set(id, entry);
     if (req.deadlineMs > 0) {
       // The requester gives up at its deadline; stop the handler then too.
-      timer = setTimeout(() => controller.abort(new DeadlineExceededError(req.deadlineMs)), req.deadlineMs);
-      timer.unref();
+      entry.timer = setTimeout(() => controller.abort(new DeadlineExceededError(req.deadlineMs)), req.deadlineMs);
+      entry.timer.unref();
     }
     const headers: Record<string, string> = Object.create(null);
     for (const h of req.headers) if (h.name) headers[h.name.toLowerCase()] = h.value ?? '';
@@ -352,21 +457,84 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       signal: controller.signal,
       requestId: id,
     };
+    void this.handle(req, ctx, entry, bodyStream);
+  }
+
+  /** Runs the handler for one request and sends its reply; never rejects. */
+  private async handle(req: wire.Request, ctx: EventContext, entry: Incoming, bodyStream: InboundStream | undefined): Promise<void> {
+    const { id } = req;
     const started = performance.now();
-    const body = Buffer.isBuffer(req.body) ? req.body : Buffer.from(req.body);
-    void this.dispatcher
-      .dispatch({ verb: req.verb, noun: req.noun, args: req.args, mimetype: req.mimetype, body }, ctx)
-      .then((reply) => {
-        if (timer) clearTimeout(timer);
-        if (reply.method) {
-          this.stats.increment(`handler.${reply.method}.calls`);
-          this.stats.timing(`handler.${reply.method}.time`, performance.now() - started);
-        }
-        this.stats.increment(`requests.code.${reply.code}`);
-        if (this.incoming.get(id) !== controller) return; // cancelled or closed meanwhile
-        this.incoming.delete(id);
-        if (!req.notify) this.sendReply(id, reply);
+    let reply: EventReply;
+    try {
+      let body = Buffer.isBuffer(req.body) ? req.body : Buffer.from(req.body);
+      let stream: Readable | undefined;
+      if (bodyStream && this.dispatcher.takesStream(req.verb, req.noun)) {
+        stream = bodyStream;
+      } else if (bodyStream) {
+        body = await collectBody(bodyStream, this.limits.maxBodyBytes, (n) => new BodyTooLargeError(`request body of ${n}+ bytes is over RP_MAX_BODY_BYTES (${this.limits.maxBodyBytes})`));
+      } else if (body.length > this.limits.maxBodyBytes) {
+        throw new BodyTooLargeError(`request body of ${body.length} bytes is over RP_MAX_BODY_BYTES (${this.limits.maxBodyBytes})`);
+      }
+      reply = await this.dispatcher.dispatch({ verb: req.verb, noun: req.noun, args: req.args, mimetype: req.mimetype, body, stream }, ctx);
+    } catch (err) {
+      const e = err instanceof RestPipeError ? err : new PipeBrokenError(`request body broke: ${(err as Error).message}`, { cause: err });
+      reply = { code: e.eventCode, mimetype: 'application/json', body: errorBody(e) };
+    }
+    if (reply.method) {
+      this.stats.increment(`handler.${reply.method}.calls`);
+      this.stats.timing(`handler.${reply.method}.time`, performance.now() - started);
+    }
+    this.stats.increment(`requests.code.${reply.code}`);
+    if (this.incoming.get(id) !== entry) {
+      // Cancelled or closed meanwhile: nobody waits for this reply.
+      destroyBody(reply.stream);
+      return;
+    }
+    if (req.notify) {
+      this.finishIncoming(id, entry);
+      destroyBody(reply.stream);
+      return;
+    }
+    const streamed = reply.stream !== undefined || reply.body.length > this.limits.streamChunkBytes;
+    if (!streamed || !this.peerStreams) {
+      this.finishIncoming(id, entry);
+      this.sendReply(id, reply);
+      destroyBody(reply.stream);
+      // The handler is done with the request body: the peer may stop sending it.
+      if (bodyStream && !bodyStream.readableEnded) bodyStream.destroy();
+      return;
+    }
+    try {
+      this.send({
+        reply: { id, code: reply.code, mimetype: reply.mimetype, streaming: true, contentLength: reply.stream ? -1 : reply.body.length },
       });
+      await this.startOutbound(id, reply.stream ?? reply.body, true);
+    } catch (err) {
+      this.log.debug({ err, peer: this.peer.name, id }, 'streamed reply stopped');
+      destroyBody(reply.stream);
+      // A handler stream that failed midway: the requester sees the body end early.
+      if (this.outbound.get(id) === undefined && this._state !== 'closed' && this.incoming.get(id) === entry) {
+        this.trySend({ cancel: { id, reason: `reply stream failed: ${(err as Error).message}` } });
+      }
+    } finally {
+      this.finishIncoming(id, entry);
+      // The reply may have been the request body itself (an echo): only now is it unused.
+      if (bodyStream && !bodyStream.readableEnded) bodyStream.destroy();
+    }
+  }
+
+  private finishIncoming(id: number, entry: Incoming): void {
+    if (entry.timer) clearTimeout(entry.timer);
+    if (this.incoming.get(id) === entry) this.incoming.delete(id);
+  }
+
+  /** Ids of requests the peer originated: the server's are even, the client's odd. */
+  private isPeerId(id: number): boolean {
+    return id % 2 === (this.role === 'client' ? 0 : 1);
+  }
+
+  private sendError(id: number, err: RestPipeError): void {
+    this.trySend({ reply: { id, code: err.eventCode, mimetype: 'application/json', body: errorBody(err) } });
   }
 
   private sendReply(id: number, reply: EventReply): void {
@@ -388,14 +556,45 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       return;
     }
     const body = Buffer.isBuffer(reply.body) ? reply.body : Buffer.from(reply.body);
-    pending.resolve({ code: reply.code, mimetype: reply.mimetype, body });
+    let stream: InboundStream | undefined;
+    if (reply.streaming) {
+      stream = new InboundStream(reply.id, this.limits.streamWindowBytes, this.streamIO);
+      this.inbound.set(reply.id, stream);
+    }
+    pending.resolve({ code: reply.code, mimetype: reply.mimetype, body, stream, contentLength: reply.contentLength });
+  }
+
+  private onChunk(chunk: wire.Chunk): void {
+    const stream = this.inbound.get(chunk.id);
+    if (!stream) {
+      // Normal after a cancel: chunks already on the wire arrive late.
+      this.stats.increment('chunks.unmatched');
+      return;
+    }
+    stream.receive(Buffer.isBuffer(chunk.data) ? chunk.data : Buffer.from(chunk.data), chunk.end);
   }
 
   private onCancel(cancel: wire.Cancel): void {
-    const controller = this.incoming.get(cancel.id);
-    if (!controller) return;
-    this.incoming.delete(cancel.id);
-    controller.abort(new Error(`cancelled by the peer: ${cancel.reason}`));
+    const { id, reason } = cancel;
+    const err = new Error(`cancelled by the peer: ${reason}`);
+    if (this.isPeerId(id)) {
+      // The requester gave up: stop its handler and both bodies.
+      const entry = this.incoming.get(id);
+      if (entry) {
+        this.finishIncoming(id, entry);
+        entry.controller.abort(err);
+      }
+      this.inbound.get(id)?.destroy(err);
+      this.outbound.get(id)?.stop(err);
+    } else {
+      // The responder will read no more of our request body, or broke off its reply body.
+      this.outbound.get(id)?.stop(err);
+      const stream = this.inbound.get(id);
+      if (stream) {
+        this.inbound.delete(id);
+        stream.destroy(new PipeBrokenError(`the peer broke off the reply: ${reason}`));
+      }
+    }
   }
 
   private onPong(pong: wire.Pong): void {
@@ -414,17 +613,17 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
 
   private checkHeartbeat(): void {
     const silentMs = Date.now() - this.lastReceivedAt;
-    if (silentMs >= this.opts.heartbeatTimeoutMs) {
+    if (silentMs >= this.limits.heartbeatTimeoutMs) {
       this.log.warn({ peer: this.peer.name, silentMs }, 'closing the pipe: the peer stopped answering');
       this.stats.increment('heartbeat.timeouts');
       this.close(new PipeBrokenError(`the peer sent nothing for ${silentMs} ms`));
       return;
     }
-    if (silentMs >= this.opts.heartbeatIntervalMs && this.pingSentAt === 0) {
+    if (silentMs >= this.limits.heartbeatIntervalMs && this.pingSentAt === 0) {
       this.pingSeq = (this.pingSeq + 1) >>> 0;
       this.pingSentAt = performance.now();
       this.trySend({ ping: { seq: this.pingSeq } });
-    } else if (this.pingSentAt !== 0 && performance.now() - this.pingSentAt >= this.opts.heartbeatIntervalMs) {
+    } else if (this.pingSentAt !== 0 && performance.now() - this.pingSentAt >= this.limits.heartbeatIntervalMs) {
       this.pingSentAt = 0; // the pong was lost with an earlier ping; ping again on the next tick
     }
   }
@@ -454,6 +653,10 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       this.log.debug({ err, peer: this.peer.name }, 'frame not sent');
     }
   }
+}
+
+function destroyBody(stream: AsyncIterable<unknown> | undefined): void {
+  if (stream && typeof (stream as Readable).destroy === 'function') (stream as Readable).destroy();
 }
 
 /** Parses a raw query string; a key given twice maps to an array of values. */

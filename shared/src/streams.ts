@@ -1,0 +1,201 @@
+/**
+ * Streamed bodies with per-request, credit-based flow control.
+ *
+ * The receiver of a body grants the sender a window of bytes (announced in
+ * Hello as `initial_window_bytes`) and grants more with `Credit` frames as
+ * its reader consumes what arrived. A sender never has more than the window
+ * in flight, so a slow reader on one request holds at most a window of
+ * memory and never stops the socket: every other request keeps flowing.
+ */
+import { Readable } from 'node:stream';
+import { ProtocolError } from './errors.js';
+
+const EMPTY = Buffer.alloc(0);
+
+/** What a stream needs from its exchange. */
+export interface StreamIO {
+  sendChunk(id: number, data: Buffer, end: boolean): void;
+  sendCredit(id: number, bytes: number): void;
+  /** Tells the peer this side abandons the stream (`Cancel`). */
+  sendCancel(id: number, reason: string): void;
+  /** Resolves when the connection's send buffer is below its cap. */
+  writable(): Promise<void>;
+  /** The stream is finished or abandoned; forget it. */
+  done(id: number, stream: InboundStream | OutboundStream): void;
+  /** Largest data in one chunk frame. */
+  readonly chunkBytes: number;
+}
+
+/** A body arriving from the peer, read as a Node Readable. */
+export class InboundStream extends Readable {
+  /** Bytes the peer may still send before it needs more credit. */
+  private allowance: number;
+  /** Bytes consumed (or buffered below the high-water mark) not yet granted back. */
+  private ungranted = 0;
+  private ended = false;
+
+  constructor(
+    readonly id: number,
+    private readonly window: number,
+    private readonly io: StreamIO,
+  ) {
+    super({ highWaterMark: window });
+    this.allowance = window;
+  }
+
+  /** A chunk frame for this stream; throws `ProtocolError` when the peer overran its credit. */
+  receive(data: Buffer, end: boolean): void {
+    if (this.ended || this.destroyed) return;
+    if (data.length > this.allowance) {
+      throw new ProtocolError(`stream ${this.id}: the peer sent ${data.length} bytes with only ${this.allowance} bytes of credit`);
+    }
+    this.allowance -= data.length;
+    if (data.length > 0) {
+      this.ungranted += data.length;
+      if (this.push(data)) this.grant(false);
+    }
+    if (end) {
+      this.ended = true;
+      this.io.done(this.id, this);
+      this.push(null);
+    }
+  }
+
+  override _read(): void {
+    this.grant(true);
+  }
+
+  private grant(force: boolean): void {
+    if (this.ended || this.ungranted === 0) return;
+    if (!force && this.ungranted < this.window / 2) return;
+    this.io.sendCredit(this.id, this.ungranted);
+    this.allowance += this.ungranted;
+    this.ungranted = 0;
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.ended) {
+      // The reader stopped early: the peer must stop sending.
+      this.ended = true;
+      this.io.done(this.id, this);
+      this.io.sendCancel(this.id, err ? err.message : 'the reader stopped');
+    }
+    callback(err);
+  }
+}
+
+/** A body this side sends, pumped from a Readable, an async iterable or a Buffer. */
+export class OutboundStream {
+  private credit: number;
+  private wake: (() => void) | undefined;
+  private stopped: Error | undefined;
+
+  /**
+   * @param destroySource when stopped early, destroy a Readable source (a
+   * handler's file stream) rather than leave it to its owner (an HTTP
+   * request body, which the HTTP server discards after answering).
+   */
+  constructor(
+    readonly id: number,
+    initialCredit: number,
+    private readonly io: StreamIO,
+    private readonly destroySource = true,
+  ) {
+    this.credit = initialCredit;
+  }
+
+  /** The peer granted more bytes. */
+  grant(bytes: number): void {
+    this.credit += bytes;
+    this.wakeUp();
+  }
+
+  /** Stops pumping (peer cancelled, pipe closed); the source is destroyed. */
+  stop(err: Error): void {
+    if (!this.stopped) this.stopped = err;
+    this.wakeUp();
+  }
+
+  get isStopped(): boolean {
+    return this.stopped !== undefined;
+  }
+
+  private wakeUp(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  /**
+   * Sends the whole source in chunks within the credit, then the end chunk.
+   * Rejects when stopped or when the source fails; never sends past the credit.
+   */
+  async pump(source: AsyncIterable<unknown> | Buffer): Promise<void> {
+    try {
+      if (Buffer.isBuffer(source)) {
+        await this.sendBuffer(source);
+      } else {
+        const pieces = source instanceof Readable ? source.iterator({ destroyOnReturn: this.destroySource }) : source;
+        for await (const piece of pieces) {
+          await this.sendBuffer(toBuffer(piece));
+        }
+      }
+      if (this.stopped) throw this.stopped;
+      this.io.sendChunk(this.id, EMPTY, true);
+    } finally {
+      this.io.done(this.id, this);
+      if (this.destroySource && source instanceof Readable && !source.destroyed && this.stopped) source.destroy();
+    }
+  }
+
+  private async sendBuffer(buf: Buffer): Promise<void> {
+    let offset = 0;
+    while (offset < buf.length) {
+      if (this.stopped) throw this.stopped;
+      if (this.credit <= 0) {
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        continue;
+      }
+      await this.io.writable();
+      if (this.stopped) throw this.stopped;
+      const n = Math.min(this.credit, this.io.chunkBytes, buf.length - offset);
+      this.io.sendChunk(this.id, buf.subarray(offset, offset + n), false);
+      this.credit -= n;
+      offset += n;
+    }
+  }
+}
+
+function toBuffer(piece: unknown): Buffer {
+  if (Buffer.isBuffer(piece)) return piece;
+  if (piece instanceof Uint8Array) return Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+  if (typeof piece === 'string') return Buffer.from(piece);
+  throw new TypeError(`a body stream yielded ${typeof piece}; yield Buffers, Uint8Arrays or strings`);
+}
+
+/** True for a Node Readable or any async iterable that is not a string or bytes. */
+export function isBodyStream(value: unknown): value is AsyncIterable<unknown> {
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    !Buffer.isBuffer(value) &&
+    !(value instanceof Uint8Array) &&
+    typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function'
+  );
+}
+
+/** Reads a whole stream into one Buffer; rejects (and destroys the stream) past `limit` bytes. */
+export async function collectBody(stream: Readable, limit: number, onTooLarge: (bytes: number) => Error): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let total = 0;
+  for await (const piece of stream) {
+    const buf = piece as Buffer;
+    total += buf.length;
+    if (total > limit) {
+      stream.destroy();
+      throw onTooLarge(total);
+    }
+    parts.push(buf);
+  }
+  return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, total);
+}

@@ -1,0 +1,234 @@
+/**
+ * Bodies of any size through the pipe: streamed in chunks with credit-based
+ * flow control, binary-safe, bounded memory, slow readers isolated, and
+ * cancellation that leaves nothing pending on either side.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ClientEventHandler } from '@restpipe/client';
+import { ServerEventHandler } from '@restpipe/server';
+import type { EventContext, PostData } from '@restpipe/shared';
+import { request } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import { closeAll, httpClient, onClose, startPair, waitFor } from './helpers/pipe.js';
+import { Agent } from 'undici';
+
+afterEach(closeAll);
+
+const MiB = 1024 * 1024;
+
+/** A deterministic stream of `total` bytes in 256 KiB pieces, hashed as it goes. */
+function patternSource(total: number): { stream: Readable; digest: () => string } {
+  const hash = createHash('sha256');
+  let sent = 0;
+  let seed = 1;
+  const stream = new Readable({
+    read() {
+      if (sent >= total) return void this.push(null);
+      const n = Math.min(256 * 1024, total - sent);
+      const buf = Buffer.allocUnsafe(n);
+      for (let i = 0; i < n; i += 4) {
+        seed = (seed * 1103515245 + 12345) >>> 0;
+        buf.writeUInt32LE(seed, i);
+      }
+      hash.update(buf);
+      sent += n;
+      this.push(buf);
+    },
+  });
+  return { stream, digest: () => hash.digest('hex') };
+}
+
+async function sha256Of(stream: AsyncIterable<unknown>): Promise<{ hex: string; bytes: number }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const piece of stream) {
+    hash.update(piece as Buffer);
+    bytes += (piece as Buffer).length;
+  }
+  return { hex: hash.digest('hex'), bytes };
+}
+
+/** Samples resident memory every 20 ms; `stop()` returns the peak growth in bytes. */
+function rssWatch(): { stop(): number } {
+  const base = process.memoryUsage.rss();
+  let peak = base;
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 20);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.max(peak, process.memoryUsage.rss()) - base;
+    },
+  };
+}
+
+class StreamServerHandler extends ServerEventHandler {
+  static override readonly streamedBodies = ['put_upload', 'post_echo_stream'];
+  sources: Readable[] = [];
+  signals: AbortSignal[] = [];
+
+  async put_upload(_ctx: EventContext, post: PostData) {
+    const { hex, bytes } = await sha256Of(post.stream as Readable);
+    return { sha256: hex, bytes };
+  }
+  post_echo_stream(_ctx: EventContext, post: PostData) {
+    return ['application/octet-stream', 0, post.stream];
+  }
+  post_whole(_ctx: EventContext, post: PostData) {
+    return { bytes: post.body.length };
+  }
+  get_download(ctx: EventContext, _post: PostData, size: string, seed: string) {
+    this.signals.push(ctx.signal);
+    const source = patternSource(Number(size));
+    this.sources.push(source.stream);
+    (source.stream as Readable & { seed?: string }).seed = seed;
+    return ['application/octet-stream', 0, source.stream];
+  }
+  get_blob(_ctx: EventContext, _post: PostData, size: string) {
+    return ['application/octet-stream', 0, Buffer.alloc(Number(size), 7)];
+  }
+  get_time() {
+    return { time_from_server: Date.now() / 1000 };
+  }
+}
+
+class StreamClientHandler extends ClientEventHandler {
+  static override readonly streamedBodies = ['put_upload'];
+  async put_upload(_ctx: EventContext, post: PostData) {
+    const { hex, bytes } = await sha256Of(post.stream as Readable);
+    return { sha256: hex, bytes };
+  }
+  get_download(_ctx: EventContext, _post: PostData, size: string) {
+    return ['application/octet-stream', 0, patternSource(Number(size)).stream];
+  }
+}
+
+function dedicatedAgent(): Agent {
+  const agent = new Agent({ connections: 8, bodyTimeout: 60_000, headersTimeout: 60_000 });
+  onClose(() => agent.close());
+  return agent;
+}
+
+describe('large bodies', () => {
+  it('uploads 100 MiB client → server with an equal sha256 and bounded memory', async () => {
+    const { client } = await startPair({ server: { handler: new StreamServerHandler() } });
+    const source = patternSource(100 * MiB);
+    const watch = rssWatch();
+    const res = await request(`${client.gatewayAddress}/server/upload`, { method: 'PUT', body: source.stream, dispatcher: dedicatedAgent() });
+    const answer = (await res.body.json()) as { sha256: string; bytes: number };
+    const growth = watch.stop();
+    expect(res.statusCode).toBe(200);
+    expect(answer).toEqual({ sha256: source.digest(), bytes: 100 * MiB });
+    // Both nodes run in this process; buffering the body whole would take ≥ 100 MiB.
+    expect(growth).toBeLessThan(64 * MiB);
+  });
+
+  it('downloads 100 MiB server → client handler → server gateway with an equal sha256 and bounded memory', async () => {
+    const { server } = await startPair({ client: { handler: new StreamClientHandler() } });
+    const expected = patternSource(100 * MiB);
+    const expectedHash = (await sha256Of(expected.stream)).hex;
+    const watch = rssWatch();
+    const res = await request(`${server.gatewayAddress}/client/agent-1/download//${100 * MiB}`, { dispatcher: dedicatedAgent() });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['transfer-encoding']).toBe('chunked');
+    const got = await sha256Of(res.body);
+    const growth = watch.stop();
+    expect(got).toEqual({ hex: expectedHash, bytes: 100 * MiB });
+    expect(growth).toBeLessThan(64 * MiB);
+  });
+
+  it('uploads 100 MiB server → client with an equal sha256', async () => {
+    const { server } = await startPair({ client: { handler: new StreamClientHandler() } });
+    const source = patternSource(100 * MiB);
+    const res = await request(`${server.gatewayAddress}/client/agent-1/upload`, { method: 'PUT', body: source.stream, dispatcher: dedicatedAgent() });
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.json()).toEqual({ sha256: source.digest(), bytes: 100 * MiB });
+  });
+
+  it('sends a large reply buffer with its Content-Length', async () => {
+    const { client } = await startPair({ server: { handler: new StreamServerHandler() } });
+    const res = await request(`${client.gatewayAddress}/server/blob//${3 * MiB + 5}`, { dispatcher: dedicatedAgent() });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-length']).toBe(String(3 * MiB + 5));
+    const body = Buffer.from(await res.body.arrayBuffer());
+    expect(body.length).toBe(3 * MiB + 5);
+    expect(body.every((b) => b === 7)).toBe(true);
+  });
+
+  it('round-trips every byte value exactly (streamed echo)', async () => {
+    const { client } = await startPair({ server: { handler: new StreamServerHandler() } });
+    const payload = Buffer.concat([Buffer.from(Array.from({ length: 256 }, (_, i) => i)), randomBytes(3 * MiB)]);
+    const res = await request(`${client.gatewayAddress}/server/echo_stream`, {
+      method: 'POST',
+      body: payload,
+      headers: { 'content-type': 'application/octet-stream' },
+      dispatcher: dedicatedAgent(),
+    });
+    expect(res.statusCode).toBe(200);
+    expect(Buffer.from(await res.body.arrayBuffer()).equals(payload)).toBe(true);
+  });
+
+  it('answers 413 when a streamed body exceeds RP_MAX_BODY_BYTES of a handler that takes the body whole', async () => {
+    const { client } = await startPair({ server: { handler: new StreamServerHandler(), env: { RP_MAX_BODY_BYTES: String(MiB) } } });
+    const http = httpClient();
+    const small = await http('POST', `${client.gatewayAddress}/server/whole`, { body: Buffer.alloc(MiB - 10) });
+    expect(small.json()).toEqual({ bytes: MiB - 10 });
+    const big = await http('POST', `${client.gatewayAddress}/server/whole`, { body: Buffer.alloc(3 * MiB) });
+    expect(big.status).toBe(413);
+    expect(big.code).toBe(241);
+  });
+});
+
+describe('flow control and cancellation', () => {
+  it('a stalled reader on one request does not block a small request on the same pipe', async () => {
+    const handler = new StreamServerHandler();
+    const { client, server } = await startPair({ server: { handler } });
+    const agent = dedicatedAgent();
+    const stalled = await request(`${client.gatewayAddress}/server/download//${200 * MiB}/a`, { dispatcher: agent });
+    expect(stalled.statusCode).toBe(200);
+    // Never read `stalled.body`: its window fills and the sender pauses.
+    await sleep(300);
+    for (let i = 0; i < 20; i++) {
+      const time = await request(`${client.gatewayAddress}/server/time`, { dispatcher: agent, headersTimeout: 5000, bodyTimeout: 5000 });
+      expect(time.statusCode).toBe(200);
+      await time.body.json();
+    }
+    expect(server.registry.get('agent-1')?.inFlight.streams).toBe(1);
+    stalled.body.destroy();
+    await waitFor(() => handler.sources[0]?.destroyed === true, 5000, 'the handler stream to be destroyed');
+  });
+
+  it('cancelling mid-stream frees everything on both sides', async () => {
+    const handler = new StreamServerHandler();
+    const { client, server } = await startPair({ server: { handler } });
+    const res = await request(`${client.gatewayAddress}/server/download//${500 * MiB}/b`, { dispatcher: dedicatedAgent() });
+    let read = 0;
+    for await (const piece of res.body) {
+      read += (piece as Buffer).length;
+      if (read > 5 * MiB) break; // leaving the loop destroys the response body
+    }
+    await waitFor(() => handler.sources[0]?.destroyed === true, 5000, 'the server-side source to be destroyed');
+    await waitFor(() => client.exchange?.inFlight.streams === 0 && client.exchange.inFlight.outgoing === 0, 5000, 'client streams to clear');
+    await waitFor(() => {
+      const f = server.registry.get('agent-1')?.inFlight;
+      return f?.streams === 0 && f.incoming === 0;
+    }, 5000, 'server streams to clear');
+  });
+
+  it('a pipe that drops mid-stream fails the body and leaves nothing pending', async () => {
+    const handler = new StreamServerHandler();
+    const { client, server } = await startPair({ server: { handler } });
+    const res = await request(`${client.gatewayAddress}/server/download//${500 * MiB}/c`, { dispatcher: dedicatedAgent() });
+    const reading = (async () => {
+      for await (const _ of res.body) {
+        // read until the stream breaks
+      }
+    })();
+    await sleep(100);
+    server.registry.get('agent-1')?.close();
+    await expect(reading).rejects.toThrow();
+    await waitFor(() => handler.sources[0]?.destroyed === true, 5000, 'the server-side source to be destroyed');
+    expect(handler.signals[0]?.aborted).toBe(true);
+  });
+});
