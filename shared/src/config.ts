@@ -299,7 +299,9 @@ export async function importUserModule(spec: string): Promise<Record<string, unk
   try {
     return (await import(specifier)) as Record<string, unknown>;
   } catch (err) {
-    if (specifier !== spec || (err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND' || !String((err as Error).message).includes(`'${bareName(spec)}'`)) throw err;
+    // Only when the package itself is missing, not a module it imports.
+    const missing = (err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String((err as Error).message).includes(`'${bareName(spec)}`);
+    if (specifier !== spec || !missing) throw err;
     let resolved: string;
     try {
       resolved = createRequire(join(process.cwd(), 'noop.js')).resolve(spec);
