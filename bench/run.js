@@ -1,0 +1,771 @@
+#!/usr/bin/env node
+// RestPipe benchmarks, side by side on one machine in one run:
+//   direct   autocannon → Fastify origin (/time)
+//   nginx    autocannon → nginx (upstream keepalive) → origin
+//   stunnel  autocannon → stunnel4 client ═mTLS═ stunnel4 server → origin
+//   rp c→s   autocannon → client gateway ═pipe═ server handler (get_time)
+//   rp s→c   autocannon → server gateway ═pipe═ client handler (get_time)
+// plus transfers through the pipe vs stunnel, idle agents at scale vs a bare
+// Node mutual-TLS server, and a CPU profile of both RestPipe nodes.
+//
+//   npm run bench                       the whole default run (~10 min)
+//   npm run bench -- --agents 1000,5000,10000
+//   npm run bench -- --quick            a short smoke run (bench/out/)
+//   npm run bench -- --help
+//
+// It is a measuring script, not a test: targets are reported, never asserted.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createBenchIdentities, signAgentCertificates, LOAD_CLIENT_NAME } from './lib/identities.js';
+import { startClient, startServer } from './lib/nodes.js';
+import { summarizeProfile } from './lib/profile.js';
+import { nginxBinary, nginxVersion, startNginx, startStunnel, stunnelBinary, stunnelVersion } from './lib/tunnels.js';
+import {
+  GiB,
+  MiB,
+  ask,
+  fmtBytes,
+  fmtMs,
+  fmtNum,
+  fmtRatio,
+  freePort,
+  killAll,
+  mdTable,
+  median,
+  procMem,
+  rssSampler,
+  sleep,
+  startChild,
+  stopChild,
+  textTable,
+  tryExec,
+  waitForPort,
+  waitUntil,
+} from './lib/util.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const argv = process.argv.slice(2);
+
+// ---------------------------------------------------------------- options
+const HELP = `usage: npm run bench -- [options]
+
+  --rounds N             rounds of the closed-loop and fixed-rate loads (3); medians reported
+  --duration S           seconds measured per closed-loop load (4), after --warmup S (1)
+  --conns LIST           connection counts (1,16,64)
+  --rate R               fixed rate for the added-latency test, req/s (1000)
+  --rate-seconds S       seconds per fixed-rate load (5)
+  --paths LIST           direct,nginx,stunnel,rp-c2s,rp-s2c
+  --stream-total BYTES   bytes per direction through the pipe and stunnel (1GiB)
+  --stream-request BYTES bytes per request while bodies are buffered (64MiB)
+  --agents LIST          idle agent counts (1000,5000); "none" skips; 10000 is opt-in
+  --agents-per-process N agents per fleet process (2500)
+  --idle-window S        seconds of idle traffic measured per agent count (20)
+  --profile-seconds S    seconds of CPU profile under load (8); 0 skips
+  --only LIST / --skip LIST   sections: throughput,latency,stream,agents,profile
+  --quick                1 round, short loads, 300 agents, 256 MiB streams (smoke run)
+  --out FILE             report file (docs/benchmarks.md for a full run, else bench/out/benchmarks.md)
+  --no-write             print only`;
+if (argv.includes('--help') || argv.includes('-h')) {
+  console.log(HELP);
+  process.exit(0);
+}
+
+function opt(name, fallback) {
+  const i = argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const v = argv[i + 1];
+  if (v === undefined || v.startsWith('--')) throw new Error(`--${name} needs a value`);
+  return v;
+}
+function parseBytes(s) {
+  const m = /^(\d+(?:\.\d+)?)\s*(|b|k|kib|m|mib|g|gib)$/i.exec(String(s).trim());
+  if (!m) throw new Error(`not a size: ${s}`);
+  const mult = { '': 1, b: 1, k: 1024, kib: 1024, m: MiB, mib: MiB, g: GiB, gib: GiB }[m[2].toLowerCase()];
+  return Math.round(Number(m[1]) * mult);
+}
+const list = (s) => String(s).split(',').map((x) => x.trim()).filter(Boolean);
+const quick = argv.includes('--quick');
+const o = {
+  rounds: Number(opt('rounds', quick ? 1 : 3)),
+  duration: Number(opt('duration', quick ? 2 : 4)),
+  warmup: Number(opt('warmup', 1)),
+  conns: list(opt('conns', quick ? '1,16' : '1,16,64')).map(Number),
+  rate: Number(opt('rate', 1000)),
+  rateSeconds: Number(opt('rate-seconds', quick ? 2 : 5)),
+  paths: list(opt('paths', 'direct,nginx,stunnel,rp-c2s,rp-s2c')),
+  streamTotal: parseBytes(opt('stream-total', quick ? '256MiB' : '1GiB')),
+  streamRequest: parseBytes(opt('stream-request', '64MiB')),
+  agents: opt('agents', quick ? '300' : '1000,5000') === 'none' ? [] : list(opt('agents', quick ? '300' : '1000,5000')).map(Number),
+  perProcess: Number(opt('agents-per-process', 2500)),
+  idleWindow: Number(opt('idle-window', quick ? 6 : 20)),
+  profileSeconds: Number(opt('profile-seconds', quick ? 3 : 8)),
+};
+const ALL_SECTIONS = ['throughput', 'latency', 'stream', 'agents', 'profile'];
+const only = opt('only', undefined);
+const skip = list(opt('skip', ''));
+const sections = new Set((only ? list(only) : ALL_SECTIONS).filter((s) => !skip.includes(s)));
+const fullRun = !quick && !only && skip.length === 0 && !argv.includes('--paths');
+const outFile = argv.includes('--no-write') ? undefined : opt('out', fullRun ? join(root, 'docs/benchmarks.md') : join(root, 'bench/out/benchmarks.md'));
+const command = `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
+
+// ------------------------------------------------- file descriptors (ulimit)
+const maxAgents = Math.max(0, ...o.agents);
+const needFds = maxAgents + 4096;
+if (sections.has('agents') && maxAgents > 0 && !process.env.RESTPIPE_BENCH_ULIMIT) {
+  const soft = Number(tryExec('/bin/sh', ['-c', 'ulimit -n'])?.trim());
+  if (Number.isFinite(soft) && soft < needFds) {
+    // Node cannot setrlimit: re-run under a shell that raises it (root may raise the hard limit too).
+    const want = Math.max(needFds, 65536);
+    const r = spawnSync('/bin/sh', ['-c', `ulimit -n ${want} 2>/dev/null || ulimit -n $(ulimit -Hn); exec "$0" "$@"`, process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...argv], {
+      stdio: 'inherit',
+      env: { ...process.env, RESTPIPE_BENCH_ULIMIT: '1' },
+    });
+    process.exit(r.status ?? 1);
+  }
+}
+const fdLimit = Number(tryExec('/bin/sh', ['-c', 'ulimit -n'])?.trim());
+
+// ------------------------------------------------------------------ setup
+const work = join(os.tmpdir(), `restpipe-bench-${process.pid}`);
+const outDir = join(root, 'bench/out');
+mkdirSync(work, { recursive: true });
+mkdirSync(outDir, { recursive: true });
+const started = Date.now();
+const notes = [];
+const log = (s) => console.log(s);
+const step = (s) => console.log(`\n▸ ${s}`);
+
+let cleaning = false;
+async function cleanup(code) {
+  if (cleaning) return;
+  cleaning = true;
+  await killAll();
+  rmSync(work, { recursive: true, force: true });
+  if (code !== undefined) process.exit(code);
+}
+process.on('SIGINT', () => cleanup(130));
+process.on('SIGTERM', () => cleanup(143));
+
+for (const script of ['server/dist/cli.js', 'client/dist/cli.js']) {
+  if (!existsSync(join(root, script))) {
+    console.error(`${script} is missing: run "npm run build" first (npm run bench does).`);
+    process.exit(1);
+  }
+}
+
+const machine = describeMachine();
+step(`machine: ${machine.cpu}, ${machine.cores} cores, ${fmtBytes(machine.memory)}, ${machine.os}, Node ${process.versions.node}`);
+log(`  nginx: ${machine.nginx ?? 'MISSING (apt-get install nginx) — nginx path skipped'}`);
+log(`  stunnel: ${machine.stunnel ?? 'MISSING (apt-get install stunnel4) — stunnel paths skipped'}`);
+log(`  open files limit: ${fdLimit}`);
+log(`  options: ${JSON.stringify(o)} sections: ${[...sections].join(',')}`);
+
+step('identities (certs-tool: CA, server, bench-client)');
+const ids = await createBenchIdentities(join(work, 'ids'));
+
+const results = { throughput: [], latency: [], stream: undefined, agents: [], profile: undefined, checks: [] };
+const loader = startChild('loader', process.execPath, [join(root, 'bench/lib/loader.js')], { ipc: true });
+
+try {
+  const needPaths = sections.has('throughput') || sections.has('latency') || sections.has('profile');
+  let paths = [];
+  if (needPaths) paths = await startPaths();
+  if (sections.has('throughput')) await throughput(paths);
+  if (sections.has('latency')) await fixedRate(paths);
+  if (sections.has('profile') && o.profileSeconds > 0) await profile(paths);
+  for (const p of paths) for (const c of p.children ?? []) await stopChild(c);
+  if (sections.has('stream')) await streaming();
+  if (sections.has('agents')) for (const n of o.agents) await agents(n);
+} catch (err) {
+  console.error(`\nbench failed: ${err.stack ?? err}`);
+  notes.push(`The run stopped early: ${String(err.message ?? err).split('\n')[0]}`);
+  process.exitCode = 1;
+}
+await stopChild(loader);
+const seconds = (Date.now() - started) / 1000;
+report(seconds);
+await cleanup();
+
+// ------------------------------------------------------------ the paths
+async function startPaths() {
+  step('starting the origin, nginx, stunnel and the RestPipe nodes');
+  const originPort = await freePort();
+  const origin = startChild('origin', process.execPath, [join(root, 'bench/lib/origin.js')], { env: { ...process.env, ORIGIN_PORT: String(originPort) } });
+  await waitForPort(originPort, '127.0.0.1', 10_000, 'origin');
+  const paths = [{ id: 'direct', label: 'direct (Fastify)', url: `http://127.0.0.1:${originPort}/time`, children: [origin], pids: [origin.pid] }];
+
+  if (o.paths.includes('nginx')) {
+    if (!nginxBinary()) notes.push('nginx is not installed (apt-get install nginx): the nginx path was skipped.');
+    else {
+      const port = await freePort();
+      const nginx = await startNginx(work, { listenPort: port, originPort });
+      const workers = tryExec('pgrep', ['-P', String(nginx.pid)])?.trim().split('\n').filter(Boolean).map(Number) ?? [];
+      paths.push({ id: 'nginx', label: 'nginx hop', url: `http://127.0.0.1:${port}/time`, children: [nginx], pids: [nginx.pid, ...workers, origin.pid] });
+    }
+  }
+  if (o.paths.includes('stunnel')) {
+    if (!stunnelBinary()) notes.push('stunnel4 is not installed (apt-get install stunnel4): the stunnel paths were skipped.');
+    else {
+      const [clientPort, serverPort] = [await freePort(), await freePort()];
+      const st = await startStunnel(work, ids, { clientPort, serverPort, originPort });
+      paths.push({ id: 'stunnel', label: 'stunnel mTLS tunnel', url: `http://127.0.0.1:${clientPort}/time`, children: [st.client, st.server], pids: [st.client.pid, st.server.pid, origin.pid] });
+    }
+  }
+  if (o.paths.includes('rp-c2s') || o.paths.includes('rp-s2c')) {
+    const [pipePort, sgw, cgw] = [await freePort(), await freePort(), await freePort()];
+    const server = await startServer(root, ids, { pipePort, gatewayPort: sgw });
+    const client = await startClient(root, ids, { pipePort, gatewayPort: cgw });
+    const nodes = { server, client };
+    if (o.paths.includes('rp-c2s')) paths.push({ id: 'rp-c2s', label: 'RestPipe client→server', url: `http://127.0.0.1:${cgw}/server/time`, children: [client, server], pids: [client.pid, server.pid], nodes });
+    if (o.paths.includes('rp-s2c')) paths.push({ id: 'rp-s2c', label: 'RestPipe server→client', url: `http://127.0.0.1:${sgw}/client/${LOAD_CLIENT_NAME}/time`, children: [], pids: [server.pid, client.pid], nodes });
+  }
+  // Every path answers the same handler.
+  for (const p of paths) {
+    const res = await fetch(p.url);
+    const body = await res.text();
+    const ok = res.ok && /"time_from_(server|client)":\d/.test(body);
+    results.checks.push({ path: p.id, status: res.status, body });
+    log(`  ${p.label.padEnd(24)} ${p.url}  → ${res.status} ${body}${ok ? '' : '  ✗ unexpected'}`);
+    if (!ok) throw new Error(`${p.label} does not answer /time correctly`);
+  }
+  return paths;
+}
+
+// ------------------------------------------------------------ throughput
+async function throughput(paths) {
+  step(`closed-loop load: ${o.conns.join('/')} connections × ${paths.length} paths × ${o.rounds} rounds, ${o.duration} s each (+${o.warmup} s warm-up)`);
+  const runs = new Map();
+  for (let r = 0; r < o.rounds; r++) {
+    for (const c of o.conns) {
+      // Alternate the order of the paths from round to round.
+      const order = paths.map((_, i) => paths[(i + r) % paths.length]);
+      for (const p of order) {
+        const res = await ask(loader, 'closed', { url: p.url, connections: c, seconds: o.duration, warmupSeconds: o.warmup });
+        const k = `${p.id}/${c}`;
+        if (!runs.has(k)) runs.set(k, []);
+        runs.get(k).push(res);
+        log(`  round ${r + 1} c=${String(c).padStart(3)} ${p.label.padEnd(24)} ${fmtNum(res.rps).padStart(7)} req/s  p50 ${fmtMs(res.p50)} ms  p99 ${fmtMs(res.p99)} ms${res.non2xx || res.errors ? `  (non-2xx ${res.non2xx}, errors ${res.errors})` : ''}`);
+      }
+    }
+  }
+  for (const c of o.conns) {
+    for (const p of paths) {
+      const rs = runs.get(`${p.id}/${c}`) ?? [];
+      results.throughput.push({
+        path: p.id,
+        label: p.label,
+        conns: c,
+        rps: median(rs.map((x) => x.rps)),
+        p50: median(rs.map((x) => x.p50)),
+        p99: median(rs.map((x) => x.p99)),
+        rounds: rs.map((x) => Math.round(x.rps)),
+        bad: rs.reduce((a, x) => a + x.non2xx + x.errors, 0),
+      });
+    }
+  }
+}
+
+async function fixedRate(paths) {
+  step(`fixed rate: ${o.rate} req/s open loop × ${paths.length} paths × ${o.rounds} rounds, ${o.rateSeconds} s each (+1 s warm-up)`);
+  const runs = new Map();
+  for (let r = 0; r < o.rounds; r++) {
+    const order = paths.map((_, i) => paths[(i + r) % paths.length]);
+    for (const p of order) {
+      const res = await ask(loader, 'rate', { url: p.url, rate: o.rate, seconds: o.rateSeconds, warmupSeconds: 1, connections: 32 });
+      if (!runs.has(p.id)) runs.set(p.id, []);
+      runs.get(p.id).push(res);
+      log(`  round ${r + 1} ${p.label.padEnd(24)} ${fmtNum(res.achievedRps)} req/s  p50 ${fmtMs(res.p50)} ms  p99 ${fmtMs(res.p99)} ms  p99.9 ${fmtMs(res.p999)} ms${res.non2xx || res.errors ? `  (non-2xx ${res.non2xx}, errors ${res.errors})` : ''}`);
+    }
+  }
+  for (const p of paths) {
+    const rs = runs.get(p.id) ?? [];
+    results.latency.push({ path: p.id, label: p.label, p50: median(rs.map((x) => x.p50)), p99: median(rs.map((x) => x.p99)), p999: median(rs.map((x) => x.p999)), achieved: median(rs.map((x) => x.achievedRps)), bad: rs.reduce((a, x) => a + x.non2xx + x.errors, 0) });
+  }
+}
+
+// --------------------------------------------------------------- profile
+async function profile(paths) {
+  const rp = paths.find((p) => p.id === 'rp-c2s') ?? paths.find((p) => p.id === 'rp-s2c');
+  if (!rp) return;
+  const conns = 64;
+  step(`CPU profile of both RestPipe nodes: ${rp.label}, ${conns} connections, ${o.profileSeconds} s`);
+  const { server, client } = rp.nodes;
+  await Promise.all([ask(server, 'profile-start', { intervalUs: 250 }), ask(client, 'profile-start', { intervalUs: 250 })]);
+  const load = await ask(loader, 'closed', { url: rp.url, connections: conns, seconds: o.profileSeconds, warmupSeconds: 0 });
+  const [sp, cp] = await Promise.all([ask(server, 'profile-stop'), ask(client, 'profile-stop')]);
+  const sFile = join(outDir, 'server.cpuprofile');
+  const cFile = join(outDir, 'client.cpuprofile');
+  writeFileSync(sFile, JSON.stringify(sp));
+  writeFileSync(cFile, JSON.stringify(cp));
+  results.profile = {
+    path: rp.label,
+    conns,
+    seconds: o.profileSeconds,
+    rps: load.rps,
+    server: summarizeProfile(sp, root, { top: 25 }),
+    client: summarizeProfile(cp, root, { top: 25 }),
+    files: [relative(root, sFile), relative(root, cFile)],
+  };
+  log(`  under profiling: ${fmtNum(load.rps)} req/s; profiles in ${relative(root, outDir)}/ (open in Chrome DevTools or speedscope)`);
+  for (const side of ['client', 'server']) {
+    const s = results.profile[side];
+    log(`  ${side}: busy ${fmtNum(s.busyMs)} of ${fmtNum(s.totalMs)} ms sampled; by area: ${s.areas.slice(0, 8).map((a) => `${a.area} ${a.pctBusy.toFixed(0)}%`).join(', ')}`);
+  }
+}
+
+// ------------------------------------------------------------- streaming
+function streamingAvailable() {
+  // Streamed bodies arrived with shared/src/streams.ts (commit 917e001).
+  return existsSync(join(root, 'shared/dist/streams.js'));
+}
+
+async function streaming() {
+  const streamed = streamingAvailable();
+  const per = streamed ? o.streamTotal : Math.min(o.streamRequest, o.streamTotal);
+  const count = Math.max(1, Math.round(o.streamTotal / per));
+  const total = per * count;
+  const mode = streamed ? 'streamed' : 'buffered';
+  step(`transfers: ${fmtBytes(total)} each direction as ${count} × ${fmtBytes(per)} (${mode} bodies), RestPipe vs stunnel`);
+  if (!streamed) {
+    log('  streaming: not available in this build — measuring buffered bodies (RP_MAX_BODY_BYTES raised) as an interim figure');
+    notes.push('Streaming: not available in this build. The transfer figures are an interim measurement of buffered bodies (each request/reply body held whole in memory, RP_MAX_BODY_BYTES raised), not of streaming.');
+  }
+  const env = streamed ? {} : { BENCH_BUFFERED: '1', RP_MAX_BODY_BYTES: String(per), RP_MAX_FRAME_BYTES: String(per + MiB), RP_REQUEST_TIMEOUT_S: '600', RP_REQUEST_TIMEOUT_MAX_S: '600' };
+  const out = { mode, per, count, total, rows: [] };
+  results.stream = out;
+
+  // RestPipe: fresh nodes, so their peak memory is this test's.
+  const [pipePort, sgw, cgw] = [await freePort(), await freePort(), await freePort()];
+  const server = await startServer(root, ids, { pipePort, gatewayPort: sgw, env, name: 'restpipe-server (stream)' });
+  const client = await startClient(root, ids, { pipePort, gatewayPort: cgw, env, name: 'restpipe-client (stream)' });
+  const rpBase = { client: procMem(client.pid).rss, server: procMem(server.pid).rss };
+  for (const dir of ['upload', 'download']) {
+    const url = dir === 'upload' ? `http://127.0.0.1:${cgw}/server/sink` : `http://127.0.0.1:${cgw}/server/blob?bytes=${per}`;
+    const sampler = rssSampler([client.pid, server.pid]);
+    const r = await ask(loader, 'transfer', { url, method: dir === 'upload' ? 'POST' : 'GET', requestBytes: per, count }, 1_800_000);
+    const peak = sampler.stop();
+    out.rows.push({ path: 'RestPipe', dir, ...r, mbps: r.bytes / MiB / r.seconds, peakA: peak[client.pid], peakB: peak[server.pid], baseA: rpBase.client, baseB: rpBase.server, names: ['client node', 'server node'] });
+    log(`  RestPipe ${dir.padEnd(8)} ${fmtBytes(r.bytes)} in ${r.seconds.toFixed(2)} s = ${fmtNum(r.bytes / MiB / r.seconds, 1)} MiB/s; peak RSS client ${fmtBytes(peak[client.pid])}, server ${fmtBytes(peak[server.pid])}  ${JSON.stringify(r.statuses)}`);
+  }
+  await stopChild(client);
+  await stopChild(server);
+
+  if (!stunnelBinary()) {
+    notes.push('stunnel4 is not installed: no stunnel transfer figures.');
+    return;
+  }
+  const originPort = await freePort();
+  const origin = startChild('origin (stream)', process.execPath, [join(root, 'bench/lib/origin.js')], { env: { ...process.env, ORIGIN_PORT: String(originPort) } });
+  await waitForPort(originPort);
+  const [clientPort, serverPort] = [await freePort(), await freePort()];
+  const st = await startStunnel(work, ids, { clientPort, serverPort, originPort, tag: 'stunnel-stream' });
+  const stBase = { client: procMem(st.client.pid).rss, server: procMem(st.server.pid).rss };
+  for (const dir of ['upload', 'download']) {
+    const url = dir === 'upload' ? `http://127.0.0.1:${clientPort}/sink` : `http://127.0.0.1:${clientPort}/blob?bytes=${per}`;
+    const sampler = rssSampler([st.client.pid, st.server.pid]);
+    const r = await ask(loader, 'transfer', { url, method: dir === 'upload' ? 'POST' : 'GET', requestBytes: per, count }, 1_800_000);
+    const peak = sampler.stop();
+    out.rows.push({ path: 'stunnel', dir, ...r, mbps: r.bytes / MiB / r.seconds, peakA: peak[st.client.pid], peakB: peak[st.server.pid], baseA: stBase.client, baseB: stBase.server, names: ['client stunnel', 'server stunnel'] });
+    log(`  stunnel  ${dir.padEnd(8)} ${fmtBytes(r.bytes)} in ${r.seconds.toFixed(2)} s = ${fmtNum(r.bytes / MiB / r.seconds, 1)} MiB/s; peak RSS client ${fmtBytes(peak[st.client.pid])}, server ${fmtBytes(peak[st.server.pid])}  ${JSON.stringify(r.statuses)}`);
+  }
+  await stopChild(st.client);
+  await stopChild(st.server);
+  await stopChild(origin);
+}
+
+// ---------------------------------------------------------------- agents
+function tcpCounters(port) {
+  // Server-side sockets of the pipe: TCP payload bytes and segments, both ways.
+  const out = tryExec('ss', ['-tinH', 'state', 'established', `( sport = :${port} )`]) ?? '';
+  const sum = (k) => [...out.matchAll(new RegExp(`\\b${k}:(\\d+)`, 'g'))].reduce((a, m) => a + Number(m[1]), 0);
+  return { sockets: out.split('\n').filter((l) => /^\S/.test(l)).length, sent: sum('bytes_sent'), received: sum('bytes_received'), segsOut: sum('segs_out'), segsIn: sum('segs_in') };
+}
+
+async function startFleets(n, mode, port, certs, keyPem) {
+  const fleets = [];
+  for (let i = 0; i < n; i += o.perProcess) {
+    const spec = join(work, `fleet-${mode}-${i}.json`);
+    writeFileSync(spec, JSON.stringify({ mode, host: '127.0.0.1', port, caPem: ids.ca.certPem, keyPem, certs: certs.slice(i, i + o.perProcess) }));
+    const child = startChild(`fleet-${mode}-${i / o.perProcess}`, process.execPath, [join(root, 'bench/lib/fleet.js')], { ipc: true, env: { ...process.env, FLEET_SPEC: spec } });
+    child.ready = new Promise((resolve) => child.on('message', (m) => m?.ready && resolve()));
+    fleets.push(child);
+  }
+  await Promise.all(fleets.map((f) => f.ready));
+  return fleets;
+}
+
+async function agents(n) {
+  step(`agents at scale: ${fmtNum(n)} idle agents (${Math.ceil(n / o.perProcess)} fleet processes), RestPipe server vs bare Node mTLS server`);
+  const t0 = performance.now();
+  const certs = signAgentCertificates(ids.ca, ids.agentKey, n);
+  log(`  signed ${fmtNum(n)} client certificates over one key pair in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const row = { n, processes: Math.ceil(n / o.perProcess) };
+  results.agents.push(row);
+  const deadline = Math.max(120_000, n * 30);
+
+  // RestPipe server (default settings), hooks count the connected clients.
+  {
+    const [pipePort, gw] = [await freePort(), await freePort()];
+    const start = () => startServer(root, ids, { pipePort, gatewayPort: gw, hooks: true, name: 'restpipe-server (agents)' });
+    let server = await start();
+    const base = await ask(server, 'mem');
+    const fleets = await startFleets(n, 'restpipe', pipePort, certs, ids.agentKey.keyPem);
+    const tc = performance.now();
+    await Promise.all(fleets.map((f) => ask(f, 'start')));
+    const count = async () => (await ask(server, 'clients')).clients;
+    try {
+      await waitUntil(async () => (await count()) >= n, { timeoutMs: deadline, intervalMs: 100, what: `${n} agents to connect` });
+      row.rpConnectS = (performance.now() - tc) / 1000;
+    } catch {
+      row.rpConnectS = NaN;
+      row.rpConnectPartial = await count();
+    }
+    log(`  RestPipe: ${fmtNum(await count())} connected in ${fmtNum(row.rpConnectS, 1)} s`);
+    await sleep(3000);
+    const mem = await ask(server, 'mem');
+    row.rpBaseRss = base.rss;
+    row.rpRss = mem.rss;
+    row.rpPerAgent = (mem.rss - base.rss) / n;
+    row.rpHeapPerAgent = (mem.heapUsed + mem.external + mem.arrayBuffers - (base.heapUsed + base.external + base.arrayBuffers)) / n;
+    const fleetStatus = await Promise.all(fleets.map((f) => ask(f, 'status')));
+    row.fleetRssPerAgent = fleetStatus.reduce((a, s) => a + s.rss, 0) / n;
+    log(`  RestPipe server RSS ${fmtBytes(base.rss)} → ${fmtBytes(mem.rss)}: ${fmtBytes(row.rpPerAgent)} per agent (JS heap+external ${fmtBytes(row.rpHeapPerAgent)})`);
+
+    // Idle traffic with the default heartbeat settings.
+    const a = tcpCounters(pipePort);
+    const w0 = performance.now();
+    await sleep(o.idleWindow * 1000);
+    const b = tcpCounters(pipePort);
+    const win = (performance.now() - w0) / 1000;
+    const payload = b.sent - a.sent + (b.received - a.received);
+    const segs = b.segsOut - a.segsOut + (b.segsIn - a.segsIn);
+    row.idleSockets = b.sockets;
+    row.idlePayloadPerDay = (payload / n) * (86400 / win);
+    row.idleWirePerDay = ((payload + segs * 52) / n) * (86400 / win);
+    row.idleSegsPerMin = (segs / n) * (60 / win);
+    log(`  idle ${win.toFixed(0)} s over ${b.sockets} sockets: ${fmtBytes(row.idlePayloadPerDay)}/agent/day TLS payload, ${fmtBytes(row.idleWirePerDay)}/agent/day with IP+TCP headers (${row.idleSegsPerMin.toFixed(1)} segments/agent/min)`);
+
+    // Kill the server and start it again; time until every agent is back.
+    const tk = performance.now();
+    server.expectedExit = true;
+    server.kill('SIGKILL');
+    await server.exited;
+    server = await start();
+    row.rpRestartListenS = (performance.now() - tk) / 1000;
+    try {
+      await waitUntil(async () => (await count()) >= n, { timeoutMs: deadline, intervalMs: 100, what: `${n} agents to come back` });
+      row.rpBackS = (performance.now() - tk) / 1000;
+    } catch {
+      row.rpBackS = NaN;
+      row.rpBackPartial = await count();
+    }
+    const fs2 = await Promise.all(fleets.map((f) => ask(f, 'status')));
+    row.reconnectFailures = fs2.reduce((a, s) => a + s.failures, 0);
+    log(`  server killed and restarted (listening after ${row.rpRestartListenS.toFixed(1)} s): ${fmtNum(await count())} back after ${fmtNum(row.rpBackS, 1)} s (${fmtNum(row.reconnectFailures)} failed attempts meanwhile)`);
+    for (const f of fleets) await stopChild(f);
+    await stopChild(server);
+  }
+
+  // Bare Node mutual-TLS server holding the same number of connections.
+  {
+    const port = await freePort();
+    const bare = startChild('bare-tls-server', process.execPath, ['--expose-gc', '--import', join(root, 'bench/lib/probe.js'), join(root, 'bench/lib/bare-server.js')], {
+      ipc: true,
+      env: { ...process.env, BARE_PORT: String(port), BARE_CERT_PATH: ids.serverDir },
+    });
+    await waitForPort(port);
+    const base = await ask(bare, 'mem');
+    const fleets = await startFleets(n, 'bare', port, certs, ids.agentKey.keyPem);
+    const tc = performance.now();
+    await Promise.all(fleets.map((f) => ask(f, 'start')));
+    const count = async () => (await ask(bare, 'clients')).clients;
+    try {
+      await waitUntil(async () => (await count()) >= n, { timeoutMs: deadline, intervalMs: 100, what: `${n} bare connections` });
+      row.bareConnectS = (performance.now() - tc) / 1000;
+    } catch {
+      row.bareConnectS = NaN;
+    }
+    await sleep(3000);
+    const mem = await ask(bare, 'mem');
+    row.bareBaseRss = base.rss;
+    row.bareRss = mem.rss;
+    row.barePerConn = (mem.rss - base.rss) / n;
+    row.ratio = row.rpPerAgent / row.barePerConn;
+    log(`  bare Node mTLS server: ${fmtNum(await count())} connected in ${fmtNum(row.bareConnectS, 1)} s; RSS ${fmtBytes(base.rss)} → ${fmtBytes(mem.rss)}: ${fmtBytes(row.barePerConn)} per connection; RestPipe/bare = ${fmtRatio(row.ratio)}`);
+    for (const f of fleets) await stopChild(f);
+    await stopChild(bare);
+  }
+}
+
+// ---------------------------------------------------------------- report
+function describeMachine() {
+  const cpuinfo = (() => {
+    try {
+      return readFileSync('/proc/cpuinfo', 'utf8');
+    } catch {
+      return '';
+    }
+  })();
+  const osRelease = (() => {
+    try {
+      return /^PRETTY_NAME="?([^"\n]+)/m.exec(readFileSync('/etc/os-release', 'utf8'))?.[1];
+    } catch {
+      return undefined;
+    }
+  })();
+  const pkg = (name) => {
+    try {
+      return JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')).version;
+    } catch {
+      return '?';
+    }
+  };
+  const git = (...a) => tryExec('git', ['-C', root, ...a])?.trim();
+  return {
+    cpu: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? os.cpus()[0]?.model ?? '?',
+    cores: os.availableParallelism?.() ?? os.cpus().length,
+    memory: os.totalmem(),
+    os: `${osRelease ?? os.type()} (kernel ${os.release()})`,
+    node: process.versions.node,
+    openssl: process.versions.openssl,
+    nginx: nginxVersion(),
+    stunnel: stunnelVersion(),
+    versions: { fastify: pkg('fastify'), protobufjs: pkg('protobufjs'), autocannon: pkg('autocannon'), undici: pkg('undici'), pino: pkg('pino') },
+    commit: git('rev-parse', '--short', 'HEAD'),
+    dirty: (git('status', '--porcelain', '--untracked-files=no', '--', 'proto', 'shared', 'server', 'client') ?? '') !== '',
+  };
+}
+
+function report(seconds) {
+  const md = [];
+  const txt = [];
+  const both = (title, header, rows) => {
+    md.push(`### ${title}\n`, mdTable(header, rows), '');
+    txt.push(`\n${title}\n${textTable(header, rows)}`);
+  };
+  const tp = results.throughput;
+  const get = (path, c) => tp.find((r) => r.path === path && r.conns === c);
+  if (tp.length) {
+    const rows = [];
+    for (const c of o.conns) {
+      for (const r of tp.filter((x) => x.conns === c)) {
+        const isRp = r.path.startsWith('rp-');
+        const d = get('direct', c);
+        const st = get('stunnel', c);
+        const ng = get('nginx', c);
+        rows.push([
+          `${r.label}`,
+          c,
+          fmtNum(r.rps),
+          fmtMs(r.p50),
+          fmtMs(r.p99),
+          isRp && d ? fmtRatio(r.rps / d.rps) : '',
+          isRp && ng ? fmtRatio(r.rps / ng.rps) : '',
+          isRp && st ? fmtRatio(r.rps / st.rps) : '',
+          r.bad ? `${r.bad} bad` : '',
+        ]);
+      }
+    }
+    both(`Throughput, closed loop (median of ${o.rounds} rounds of ${o.duration} s)`, ['path', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'RP/direct', 'RP/nginx', 'RP/stunnel', ''], rows);
+  }
+  const lt = results.latency;
+  if (lt.length) {
+    const d = lt.find((r) => r.path === 'direct');
+    const rows = lt.map((r) => [r.label, fmtNum(r.achieved), fmtMs(r.p50), fmtMs(r.p99), fmtMs(r.p999), d && r !== d ? `+${fmtMs(r.p50 - d.p50)}` : '', d && r !== d ? `+${fmtMs(r.p99 - d.p99)}` : '', r.bad ? `${r.bad} bad` : '']);
+    both(`Latency at a fixed ${fmtNum(o.rate)} req/s (open loop, median of ${o.rounds} rounds of ${o.rateSeconds} s)`, ['path', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'p50 added', 'p99 added', ''], lt.length ? rows : []);
+  }
+  const s = results.stream;
+  if (s) {
+    const rows = s.rows.map((r) => [
+      r.path,
+      r.dir === 'upload' ? 'client→server (POST)' : 'server→client (GET)',
+      fmtBytes(r.bytes),
+      fmtNum(r.mbps, 1),
+      `${fmtBytes(r.baseA)} → ${fmtBytes(r.peakA)}`,
+      `${fmtBytes(r.baseB)} → ${fmtBytes(r.peakB)}`,
+      Object.entries(r.statuses).map(([k, v]) => `${v}×${k}`).join(' '),
+    ]);
+    both(
+      `Transfers: ${fmtBytes(s.total)} each way as ${s.count} × ${fmtBytes(s.per)} requests, ${s.mode === 'streamed' ? 'streamed bodies' : 'BUFFERED bodies (interim: streaming not in this build)'}`,
+      ['path', 'direction', 'bytes', 'MiB/s', 'client side RSS start → peak', 'server side RSS start → peak', 'statuses'],
+      rows,
+    );
+  }
+  if (results.agents.length) {
+    const rows = results.agents.map((a) => [
+      fmtNum(a.n),
+      Number.isFinite(a.rpConnectS) ? fmtNum(a.rpConnectS, 1) : `${a.rpConnectPartial} only`,
+      fmtBytes(a.rpPerAgent),
+      fmtBytes(a.barePerConn),
+      fmtRatio(a.ratio),
+      Number.isFinite(a.bareConnectS) ? fmtNum(a.bareConnectS, 1) : '–',
+      Number.isFinite(a.rpBackS) ? fmtNum(a.rpBackS, 1) : `${a.rpBackPartial} only`,
+      fmtBytes(a.idlePayloadPerDay),
+      fmtBytes(a.idleWirePerDay),
+    ]);
+    both(
+      'Idle agents at scale (one RestPipe server, default settings)',
+      ['agents', 'connect all s', 'server RSS/agent', 'bare mTLS RSS/conn', 'RP/bare', 'bare connect s', 'all back after restart s', 'idle TLS bytes/agent/day', 'idle IP bytes/agent/day'],
+      rows,
+    );
+  }
+  // Targets: figures against the issue's goals, never assertions.
+  const targets = [];
+  const conns = o.conns;
+  const rpTp = tp.filter((r) => r.path.startsWith('rp-'));
+  if (rpTp.length) {
+    const rs = (base) =>
+      conns
+        .map((c) => rpTp.filter((r) => r.conns === c).map((r) => (get(base, c) ? r.rps / get(base, c).rps : NaN)))
+        .flat()
+        .filter(Number.isFinite);
+    const st = rs('stunnel');
+    const di = rs('direct');
+    if (st.length) targets.push(['RestPipe req/s ≥ 1.5× stunnel', `${fmtRatio(Math.min(...st))} … ${fmtRatio(Math.max(...st))}`, Math.min(...st) >= 1.5 ? 'met' : 'not met']);
+    if (di.length) targets.push(['RestPipe req/s ≥ 0.5× direct', `${fmtRatio(Math.min(...di))} … ${fmtRatio(Math.max(...di))}`, Math.min(...di) >= 0.5 ? 'met' : 'not met']);
+  }
+  const d = lt.find((r) => r.path === 'direct');
+  const rl = lt.filter((r) => r.path.startsWith('rp-'));
+  if (d && rl.length) {
+    const worst = Math.max(...rl.map((r) => r.p99 - d.p99));
+    targets.push([`p99 added latency ≤ 1 ms at ${fmtNum(o.rate)} req/s`, rl.map((r) => `${r.path} +${fmtMs(r.p99 - d.p99)} ms`).join(', '), worst <= 1 ? 'met' : 'not met']);
+  }
+  if (s) {
+    const rp = s.rows.filter((r) => r.path === 'RestPipe');
+    const st = s.rows.filter((r) => r.path === 'stunnel');
+    if (rp.length && st.length) {
+      const ratio = rp.map((r) => r.mbps / (st.find((x) => x.dir === r.dir)?.mbps ?? NaN));
+      const peak = Math.max(...rp.map((r) => Math.max(r.peakA - r.baseA, r.peakB - r.baseB)));
+      targets.push([
+        'streaming ≥ stunnel speed, flat memory',
+        `${s.mode}: ${ratio.map((x) => fmtRatio(x)).join(' / ')} of stunnel (up / down); node RSS grew up to ${fmtBytes(peak)}`,
+        s.mode !== 'streamed' ? 'not measurable (no streaming yet)' : Math.min(...ratio) >= 1 && peak < 64 * MiB ? 'met' : 'not met',
+      ]);
+    }
+  }
+  for (const a of results.agents) {
+    targets.push([`RSS per idle agent ≤ 1.1× bare mTLS (${fmtNum(a.n)})`, `${fmtBytes(a.rpPerAgent)} vs ${fmtBytes(a.barePerConn)} = ${fmtRatio(a.ratio)}`, a.ratio <= 1.1 ? 'met' : 'not met']);
+    targets.push([`all agents back ≤ 60 s after restart (${fmtNum(a.n)})`, Number.isFinite(a.rpBackS) ? `${fmtNum(a.rpBackS, 1)} s` : `only ${a.rpBackPartial}`, a.rpBackS <= 60 ? 'met' : 'not met']);
+    targets.push([`idle traffic ≤ 3 MB/agent/day (${fmtNum(a.n)})`, `${fmtBytes(a.idleWirePerDay)} (IP level)`, a.idleWirePerDay <= 3e6 ? 'met' : 'not met']);
+  }
+  if (!results.agents.some((a) => a.n >= 10000) && sections.has('agents')) targets.push(['10,000 agents back within 60 s', 'not run (opt in: --agents 10000)', '–']);
+  if (targets.length) both('Targets (reported, not asserted)', ['target', 'measured', ''], targets);
+
+  let prof = '';
+  if (results.profile) {
+    const p = results.profile;
+    const side = (name, x) => {
+      const rows = x.self.slice(0, 15).map((f) => [`\`${f.fn}\``, f.where, f.area, `${f.pctBusy.toFixed(1)}%`]);
+      const areas = x.areas.slice(0, 12).map((a) => [a.area, `${a.pctBusy.toFixed(1)}%`]);
+      const incl = x.inclusive.slice(0, 12).map((f) => [`\`${f.fn}\``, f.where, `${f.pctBusy.toFixed(1)}%`]);
+      return [
+        `#### ${name} node: busy ${fmtNum(x.busyMs)} ms of ${fmtNum(x.totalMs)} ms sampled\n`,
+        'By area (self time, % of busy):\n',
+        mdTable(['area', 'self'], areas),
+        '\nTop functions by self time:\n',
+        mdTable(['function', 'where', 'area', 'self'], rows),
+        '\nRestPipe functions by inclusive time:\n',
+        mdTable(['function', 'where', 'inclusive'], incl),
+        '',
+      ].join('\n');
+    };
+    prof = [
+      `Both nodes profiled with the V8 sampling profiler (node:inspector, 250 µs) while ${p.path} ran at ${p.conns} connections for ${p.seconds} s (${fmtNum(p.rps)} req/s under the profiler). Raw profiles: \`${p.files.join('`, `')}\` (not committed; open in Chrome DevTools or speedscope).\n`,
+      side('Client', p.client),
+      side('Server', p.server),
+    ].join('\n');
+    txt.push(`\nProfile (${p.path}, ${p.conns} conns): top self time`);
+    for (const sideName of ['client', 'server']) {
+      txt.push(`  ${sideName}:`);
+      for (const f of p[sideName].self.slice(0, 12)) txt.push(`    ${f.pctBusy.toFixed(1).padStart(5)}%  ${f.fn}  ${f.where}  [${f.area}]`);
+    }
+  }
+
+  const m = machine;
+  console.log(`\n${'═'.repeat(100)}\nRestPipe benchmarks — ${m.cpu}, ${m.cores} cores, ${fmtBytes(m.memory)}, ${m.os}, Node ${m.node}`);
+  console.log(txt.join('\n'));
+  if (notes.length) console.log(`\nNotes:\n${notes.map((n) => `  - ${n}`).join('\n')}`);
+  console.log(`\nThe whole run took ${(seconds / 60).toFixed(1)} min.`);
+
+  if (!outFile) return;
+  const analysis = (() => {
+    try {
+      return readFileSync(join(root, 'bench/profile-notes.md'), 'utf8').trim();
+    } catch {
+      return '';
+    }
+  })();
+  const doc = `# Benchmarks
+
+RestPipe side by side with the paths it replaces, measured by \`bench/run.js\` in one run on
+one machine: the same tiny \`time\` handler answered
+
+1. **direct**: a Fastify server answering \`/time\`, no tunnel;
+2. **nginx hop**: nginx (${m.nginx ?? 'not installed'}, one worker, upstream keepalive) proxying to that Fastify server;
+3. **stunnel mTLS tunnel**: stunnel4 client → stunnel4 server with mutual TLS (our certs-tool
+   identities; client certificate required and verified, server name checked) → that Fastify server;
+4. **RestPipe client→server**: client gateway → mutual-TLS pipe → server handler \`get_time\`, and
+   **server→client**: server gateway → pipe → client handler \`get_time\`.
+
+Every node and tunnel is its own process; the load generator (autocannon for the closed loop,
+an open-loop undici pacer for the fixed rate) runs in its own process too. RestPipe nodes run
+their CLIs with RP_ settings at their defaults, except \`RP_STATSD_HOST=\` (statsd off) and
+\`RP_LOG_LEVEL=warn\`. Note the box has ${m.cores} cores: the load generator, the origin and (for
+RestPipe) two node processes share them, so every figure is CPU-bound and relative.
+
+**Generated ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC** by \`${command}\` in ${(seconds / 60).toFixed(1)} min${fullRun ? '' : ' (a partial run)'}.
+
+| | |
+|---|---|
+| CPU | ${m.cpu}, ${m.cores} cores |
+| memory | ${fmtBytes(m.memory)} |
+| OS | ${m.os} |
+| Node.js | ${m.node} (OpenSSL ${m.openssl}) |
+| nginx | ${m.nginx ?? 'not installed'} |
+| stunnel | ${m.stunnel ?? 'not installed'} |
+| packages | fastify ${m.versions.fastify}, protobufjs ${m.versions.protobufjs}, pino ${m.versions.pino}, autocannon ${m.versions.autocannon}, undici ${m.versions.undici} |
+| RestPipe | commit ${m.commit}${m.dirty ? ' with uncommitted changes in proto/shared/server/client' : ''} |
+| open files limit | ${fdLimit} |
+
+## Results
+
+${md.join('\n')}
+${notes.length ? `Notes:\n\n${notes.map((n) => `- ${n}`).join('\n')}\n` : ''}
+## How it is measured
+
+- **Closed loop**: autocannon (${m.versions.autocannon}), pipelining 1, at each connection count; every
+  path once per round, the order rotating from round to round; ${o.warmup} s of warm-up on the same
+  connections is discarded; req/s counts 2xx answers only; p50/p99 are per-response times with
+  microsecond resolution (autocannon's own histogram keeps whole milliseconds). Medians of ${o.rounds} rounds.
+- **Fixed rate**: ${fmtNum(o.rate)} req/s open loop (requests are sent on schedule whatever the answers
+  do, 32 keep-alive connections, undici); latency from sending to the end of the response.
+  "Added" is the difference to the direct path's percentile.
+- **Transfers**: sequential requests through the client gateway (POST to \`post_sink\`, GET from
+  \`get_blob\`), and the same bytes through the stunnel tunnel to the origin's \`/sink\` and \`/blob\`
+  (the origin streams the sink). Peak RSS is sampled from \`/proc\` every 25 ms; "start" is before
+  the first transfer. Fresh nodes and stunnels for this test.
+- **Agents**: client certificates \`agent-<i>\` signed over one shared RSA-2048 key pair; agents are
+  \`RestPipeClient\`s without a gateway, ${fmtNum(o.perProcess)} per process, each with its own TLS
+  connection and identity, default heartbeat (5 s) and reconnect settings. *Connect all*: from
+  starting them all at once to the server's hook count reaching N. *Server RSS/agent*: the server's
+  RSS after two GCs with N connected minus before any, divided by N; the same for a bare
+  \`tls.createServer\` (same identity, client certificates required) holding the same number of plain
+  mTLS connections. *Idle bytes*: \`ss -ti\` counters of the server's sockets (TLS payload both
+  ways) over ${o.idleWindow} s, scaled to a day; "IP" adds 52 bytes (IPv4 + TCP with timestamps) per segment.
+  *All back*: from SIGKILL of the server to all N connected to the restarted server (agents had
+  been up for more than \`RP_CLIENT_RECONNECT_STABLE_S\`, so they start from the shortest backoff).
+  10,000 agents are opt-in (\`--agents 1000,5000,10000\`): signing and connecting them adds about
+  a minute and needs ~20,000 open files (the script raises \`ulimit -n\` itself when it can).
+
+## Profile
+
+${prof}
+${analysis}
+`;
+  mkdirSync(dirname(outFile), { recursive: true });
+  writeFileSync(outFile, doc);
+  console.log(`report written to ${relative(root, outFile)}`);
+}
