@@ -209,7 +209,8 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
       this.lastDisconnectedAt = new Date();
       if (this.isClosed()) return;
       this.stats.increment('connect.broken');
-      this.log.warn({ err: error?.message }, 'the pipe to the server broke');
+      if (exchange.peerGoingAway) this.log.info({ reason: error?.message }, 'the server sent this client away; reconnecting');
+      else this.log.warn({ err: error?.message }, 'the pipe to the server broke');
       this.emit('status', { type: 'disconnected', error });
       if (Date.now() - connectedAt >= this.config.reconnectStableMs) this.backoff.reset();
       this.transition('waiting');

@@ -123,7 +123,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
   private nextId: number;
   private _state: ExchangeState = 'open';
   private peerHello: wire.Hello | undefined;
-  private peerGoingAway = false;
+  private peerLeaving = false;
   private closeError: Error | undefined;
   private lastReceivedAt = Date.now();
   private readonly heartbeat: NodeJS.Timeout;
@@ -184,7 +184,12 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
 
   /** True once the peer's Hello arrived and until the exchange closes or drains. */
   get ready(): boolean {
-    return this._state === 'open' && this.peerHello !== undefined && !this.peerGoingAway;
+    return this._state === 'open' && this.peerHello !== undefined && !this.peerLeaving;
+  }
+
+  /** True once the peer sent GoAway (it drains, restarts, or replaced this connection). */
+  get peerGoingAway(): boolean {
+    return this.peerLeaving;
   }
 
   /** Smoothed round-trip time of the last ping, in ms. */
@@ -219,7 +224,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
   request(req: OutgoingRequest): Promise<ReplyResult> {
     if (this._state === 'closed') return Promise.reject(this.closeError ?? new PipeBrokenError('the pipe is closed'));
     if (this._state === 'draining') return Promise.reject(new ShuttingDownError());
-    if (this.peerGoingAway) return Promise.reject(new ShuttingDownError('the peer is shutting down'));
+    if (this.peerLeaving) return Promise.reject(new ShuttingDownError('the peer is shutting down'));
     if (req.signal?.aborted) return Promise.reject(req.signal.reason);
     const id = this.allocateId();
     return new Promise<ReplyResult>((resolve, reject) => {
@@ -607,7 +612,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
 
   private onGoAway(goaway: wire.GoAway): void {
     this.log.info({ peer: this.peer.name, reason: goaway.reason }, 'the peer is going away');
-    this.peerGoingAway = true;
+    this.peerLeaving = true;
     this.emit('goaway', goaway.reason);
   }
 
