@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import {
+  CountingStats,
   Dispatcher,
   IdentityError,
   MessageExchange,
@@ -63,7 +64,8 @@ export type ClientStatusEvent =
 export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }> {
   readonly config: ClientConfig;
   readonly log: Logger;
-  private readonly stats: Stats;
+  private readonly stats: CountingStats;
+  private readonly startedAt = Date.now();
   private readonly dispatcher: Dispatcher;
   private readonly hooks: ClientConnectionStateEvents;
   private readonly secureContext: tls.SecureContext;
@@ -81,7 +83,7 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
     super();
     this.config = opts.config;
     this.log = opts.log ?? pino({ name: 'restpipe-client', level: opts.config.logLevel });
-    this.stats = opts.stats ?? nullStats;
+    this.stats = new CountingStats(opts.stats ?? nullStats);
     this.hooks = opts.hooks ?? new ClientConnectionStateEvents();
     this.dispatcher = new Dispatcher(opts.handler ?? new ClientExampleHandler());
     const identity = opts.identity ?? loadIdentity(opts.config.certPath, CLIENT_IDENTITY_FILES, 'RP_CLIENT_CERT_PATH');
@@ -96,6 +98,13 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
             log: this.log,
             stats: this.stats,
             streamChunkBytes: opts.config.streamChunkBytes,
+            maxBodyBytes: opts.config.maxBodyBytes,
+            routes: (app) => {
+              app.get('/_restpipe/status', async (_request, reply) => {
+                const status = this.status();
+                return reply.code(status.pipe === 'up' ? 200 : 503).send(status);
+              });
+            },
             defaultDeadlineMs: opts.config.requestTimeoutMs,
             maxDeadlineMs: opts.config.maxRequestTimeoutMs,
             resolvePeer: (_name, deadlineMs, signal) => this.waitForPipe(Math.min(deadlineMs, this.config.connectWaitMs), signal),
@@ -109,6 +118,25 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
   /** The exchange of the pipe while it is up. */
   get exchange(): MessageExchange | undefined {
     return this._exchange;
+  }
+
+  /** The pipe's health and counters, as `/_restpipe/status` answers (503 while the pipe is down). */
+  status(): { pipe: 'up' | 'down' } & Record<string, unknown> {
+    const ex = this._exchange;
+    const up = ex?.ready === true;
+    return {
+      side: 'client',
+      pipe: up ? 'up' : 'down',
+      state: this._state,
+      server: `${this.config.targetHostname}:${this.config.targetPort}`,
+      peer: up ? { name: ex.peer.name, address: ex.peer.address ?? null, agent: ex.peerInfo?.agent ?? null, protocolVersion: ex.peerInfo?.version ?? null } : null,
+      connectedSince: up ? ex.connectedAt.toISOString() : null,
+      lastDisconnectedAt: this.lastDisconnectedAt?.toISOString() ?? null,
+      rttMs: up && ex.rttMs !== undefined ? Math.round(ex.rttMs * 1000) / 1000 : null,
+      inFlight: ex?.inFlight ?? null,
+      uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+      counters: this.stats.counters(),
+    };
   }
 
   get gatewayAddress(): string | undefined {

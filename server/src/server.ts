@@ -3,7 +3,7 @@
  * certificate name, a registry of connected clients, and the server gateway
  * (`/client/<name>/<noun>`) that sends events to them.
  */
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import {
@@ -11,6 +11,7 @@ import {
   Dispatcher,
   MessageExchange,
   UnknownClientError,
+  CountingStats,
   allowsUsage,
   certificateName,
   createGateway,
@@ -42,11 +43,21 @@ export interface ServerOptions {
   gateway?: boolean;
 }
 
-export class RestPipeServer {
+/** A client connected or disconnected, as `/_restpipe/events` sends it. */
+export interface ClientConnectionEvent {
+  type: 'connected' | 'disconnected';
+  name: string;
+  address: string | undefined;
+  time: string;
+  clients: number;
+}
+
+export class RestPipeServer extends EventEmitter<{ connection: [ClientConnectionEvent] }> {
   readonly config: ServerConfig;
   readonly registry: ClientRegistry;
   readonly log: Logger;
-  private readonly stats: Stats;
+  private readonly stats: CountingStats;
+  private readonly startedAt = Date.now();
   private readonly dispatcher: Dispatcher;
   private readonly hooks: ServerConnectionStateEvents;
   private readonly identity: TlsIdentity;
@@ -59,9 +70,10 @@ export class RestPipeServer {
   private closing = false;
 
   constructor(opts: ServerOptions) {
+    super();
     this.config = opts.config;
     this.log = opts.log ?? pino({ name: 'restpipe-server', level: opts.config.logLevel });
-    this.stats = opts.stats ?? nullStats;
+    this.stats = new CountingStats(opts.stats ?? nullStats);
     this.registry = opts.registry ?? new LocalClientRegistry();
     this.hooks = opts.hooks ?? new ServerConnectionStateEvents();
     this.dispatcher = new Dispatcher(opts.handler ?? new ServerExampleHandler());
@@ -90,9 +102,12 @@ export class RestPipeServer {
             log: this.log,
             stats: this.stats,
             streamChunkBytes: opts.config.streamChunkBytes,
+            maxBodyBytes: opts.config.maxBodyBytes,
             defaultDeadlineMs: opts.config.requestTimeoutMs,
             maxDeadlineMs: opts.config.maxRequestTimeoutMs,
             resolvePeer: async (name) => this.exchangeFor(name ?? ''),
+            peerNames: () => [...this.registry.entries()].filter(([, ex]) => ex.ready).map(([name]) => name),
+            routes: (app) => registerServerStatusRoutes(app, this),
           });
   }
 
@@ -126,6 +141,32 @@ export class RestPipeServer {
   /** `http://host:port` or the unix socket path of the gateway. */
   get gatewayAddress(): string | undefined {
     return this._gatewayAddress;
+  }
+
+  /** The server's health and counters, as `/_restpipe/status` answers. */
+  status(): Record<string, unknown> {
+    const pipe = this.tlsServer.listening ? this.pipeAddress : undefined;
+    return {
+      side: 'server',
+      pipe: this.closing ? 'draining' : pipe ? 'listening' : 'down',
+      listening: pipe ? { address: pipe.address, port: pipe.port } : null,
+      clients: this.registry.size,
+      uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+      counters: this.stats.counters(),
+    };
+  }
+
+  /** The connected clients, as `/_restpipe/clients` answers. */
+  clients(): Array<Record<string, unknown>> {
+    return [...this.registry.entries()].map(([name, ex]) => ({
+      name,
+      address: ex.peer.address ?? null,
+      connectedSince: ex.connectedAt.toISOString(),
+      rttMs: ex.rttMs === undefined ? null : Math.round(ex.rttMs * 1000) / 1000,
+      protocolVersion: ex.peerInfo?.version ?? null,
+      agent: ex.peerInfo?.agent ?? null,
+      inFlight: ex.inFlight,
+    }));
   }
 
   /** The Fastify gateway, e.g. for `inject()`. */
@@ -173,11 +214,13 @@ export class RestPipeServer {
     this.stats.gauge('clients.connected', this.registry.size);
     this.log.info({ client: name, address, clients: this.registry.size }, 'client connected');
     this.callHook('connection_added', () => this.hooks.connection_added(name, this.registry.size));
+    this.emit('connection', { type: 'connected', name, address, time: new Date().toISOString(), clients: this.registry.size });
     exchange.once('close', (err) => {
       const removed = this.registry.remove(name, exchange);
       this.stats.increment('connections.removed');
       this.stats.gauge('clients.connected', this.registry.size);
       this.log.info({ client: name, address, reason: err?.message, clients: this.registry.size }, 'client disconnected');
+      this.emit('connection', { type: 'disconnected', name, address, time: new Date().toISOString(), clients: this.registry.size });
       if (!removed) return; // replaced: the newer connection stays registered
       if (this.registry.size === 0) this.idleSince = new Date();
       this.callHook('connection_removed', () => this.hooks.connection_removed(name, this.registry.size));
@@ -214,4 +257,33 @@ export class RestPipeServer {
     await Promise.all([this.app?.close(), ...drains]);
     for (const socket of this.sockets) socket.destroy();
   }
+}
+
+/** `/_restpipe/status`, `/_restpipe/clients` and `/_restpipe/events` (Server-Sent Events). */
+function registerServerStatusRoutes(app: FastifyInstance, server: RestPipeServer): void {
+  app.get('/_restpipe/status', async (_request, reply) => {
+    const status = server.status();
+    return reply.code(status.pipe === 'listening' ? 200 : 503).send(status);
+  });
+  app.get('/_restpipe/clients', async () => server.clients());
+  app.get('/_restpipe/events', (request, reply) => {
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    res.write(': connected clients follow as "connected" events\n\n');
+    const send = (event: ClientConnectionEvent) => res.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+    for (const client of server.clients()) {
+      send({ type: 'connected', name: String(client.name), address: (client.address as string | null) ?? undefined, time: String(client.connectedSince), clients: server.registry.size });
+    }
+    server.on('connection', send);
+    // A comment line now and then keeps proxies from closing an idle stream.
+    const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    keepAlive.unref();
+    const stop = () => {
+      clearInterval(keepAlive);
+      server.off('connection', send);
+    };
+    request.raw.once('close', stop);
+    res.once('close', stop);
+  });
 }

@@ -52,6 +52,17 @@ export function handlerMethodName(verb: string, noun: string): string {
   return `${verb.toLowerCase()}_${noun.replaceAll('/', '_')}`;
 }
 
+/** Name of the optional catch-all method for nouns without a method of their own. */
+export const FALLBACK_METHOD = 'fallback';
+
+/** Required arguments and query keys of one handler method. */
+export interface ParameterSpec {
+  /** Names of the positional arguments after `//`, all required, in order. */
+  readonly args?: readonly string[];
+  /** Query keys that must be present. */
+  readonly query?: readonly string[];
+}
+
 /** Collects the handler methods the handler's own classes define. */
 function methodTable(handler: EventHandler): Map<string, HandlerMethod> {
   const table = new Map<string, HandlerMethod>();
@@ -59,7 +70,7 @@ function methodTable(handler: EventHandler): Map<string, HandlerMethod> {
     const ctor = (proto as { constructor?: unknown }).constructor;
     if (typeof ctor === 'function' && Object.hasOwn(ctor, BASE_HANDLER)) break;
     for (const name of Object.getOwnPropertyNames(proto)) {
-      if (!METHOD.test(name) || table.has(name)) continue;
+      if ((!METHOD.test(name) && name !== FALLBACK_METHOD) || table.has(name)) continue;
       const desc = Object.getOwnPropertyDescriptor(proto, name);
       if (desc && typeof desc.value === 'function') table.set(name, desc.value as HandlerMethod);
     }
@@ -69,12 +80,21 @@ function methodTable(handler: EventHandler): Map<string, HandlerMethod> {
 
 export class Dispatcher {
   private readonly methods: Map<string, HandlerMethod>;
+  private readonly fallback: HandlerMethod | undefined;
   private readonly streamed: ReadonlySet<string>;
+  private readonly parameters: ReadonlyMap<string, ParameterSpec>;
 
   constructor(readonly handler: EventHandler) {
     this.methods = methodTable(handler);
-    const declared = (handler.constructor as { streamedBodies?: unknown }).streamedBodies;
-    this.streamed = new Set(Array.isArray(declared) ? declared.filter((n): n is string => typeof n === 'string') : []);
+    this.fallback = this.methods.get(FALLBACK_METHOD);
+    this.methods.delete(FALLBACK_METHOD);
+    const cls = handler.constructor as { streamedBodies?: unknown; parameters?: unknown };
+    this.streamed = new Set(Array.isArray(cls.streamedBodies) ? cls.streamedBodies.filter((n): n is string => typeof n === 'string') : []);
+    const params = new Map<string, ParameterSpec>();
+    if (cls.parameters && typeof cls.parameters === 'object') {
+      for (const [name, spec] of Object.entries(cls.parameters as Record<string, ParameterSpec>)) params.set(name, spec);
+    }
+    this.parameters = params;
   }
 
   /** True when the handler for this verb and noun takes the request body as a stream. */
@@ -87,10 +107,24 @@ export class Dispatcher {
     return [...this.methods.keys()].sort();
   }
 
-  /** The bound method for a verb and noun, or undefined. */
+  /** The method for a verb and noun (or the fallback), or undefined. */
   resolve(verb: string, noun: string): HandlerMethod | undefined {
     if (!isValidNoun(noun)) return undefined;
-    return this.methods.get(handlerMethodName(verb, noun));
+    return this.methods.get(handlerMethodName(verb, noun)) ?? this.fallback;
+  }
+
+  /** The first required argument or query key the event lacks, as a message; undefined when complete. */
+  private missingParameter(name: string, event: IncomingEvent, ctx: EventContext): string | undefined {
+    const spec = this.parameters.get(name);
+    if (!spec) return undefined;
+    const args = spec.args ?? [];
+    for (let i = 0; i < args.length; i++) {
+      if (event.args[i] === undefined || event.args[i] === '') return `missing argument "${args[i]}" (${event.verb.toUpperCase()} ${event.noun}//${args.map((a) => `<${a}>`).join('/')})`;
+    }
+    for (const key of spec.query ?? []) {
+      if (ctx.query[key] === undefined) return `missing query parameter "${key}"`;
+    }
+    return undefined;
   }
 
   /** Runs the event's handler and encodes what it returns or throws; never rejects. */
@@ -105,6 +139,11 @@ export class Dispatcher {
         },
       });
     }
+    const name = handlerMethodName(event.verb, event.noun);
+    const missing = this.missingParameter(name, event, ctx);
+    if (missing) {
+      return jsonReply(EventCode.BAD_REQUEST, { error: { code: 'RP_BAD_REQUEST', message: missing } });
+    }
     let postData: PostData;
     try {
       postData = event.stream ? { mimetype: event.mimetype, data: '', body: event.body, stream: event.stream } : decodePostData(event.mimetype, event.body);
@@ -113,7 +152,6 @@ export class Dispatcher {
         exception: { message: `request body is not valid JSON: ${(err as Error).message}`, traceback: '', class: 'BadRequestError' },
       });
     }
-    const name = handlerMethodName(event.verb, event.noun);
     let reply: EventReply;
     try {
       const result = await method.call(this.handler, ctx, postData, ...event.args);
@@ -121,7 +159,7 @@ export class Dispatcher {
     } catch (err) {
       reply = exceptionReply(err);
     }
-    reply.method = name;
+    reply.method = this.methods.has(name) ? name : FALLBACK_METHOD;
     return reply;
   }
 }

@@ -11,7 +11,8 @@ import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { BadRequestError, BodyTooLargeError, DeadlineExceededError, RestPipeError } from './errors.js';
+import { BadRequestError, BodyTooLargeError, DeadlineExceededError, PipeBrokenError, RestPipeError, UnknownClientError } from './errors.js';
+import { entryFromError, entryFromReply, selectClients, type FanOutEntry } from './fan-out.js';
 import { EventCode, httpStatusForEventCode } from './event-codes.js';
 import { parseEventPath, splitClientName } from './event-path.js';
 import { isValidNoun } from './dispatcher.js';
@@ -36,6 +37,8 @@ export interface GatewayOptions {
   stats: Stats;
   /** Request bodies up to this size are read whole and sent inline; larger ones stream. */
   streamChunkBytes: number;
+  /** Largest body of a fan-out request or of one client's fan-out reply. */
+  maxBodyBytes: number;
   /** Deadline of a request without the timeout header, in ms. */
   defaultDeadlineMs: number;
   /** Largest deadline the timeout header may ask for, in ms. */
@@ -46,7 +49,14 @@ export interface GatewayOptions {
    * wait (bounded by `deadlineMs`) for a pipe that is coming up.
    */
   resolvePeer(clientName: string | undefined, deadlineMs: number, signal: AbortSignal): Promise<MessageExchange>;
+  /** Names of the connected clients; enables fan-out at `/clients/<selector>/<noun>` (server). */
+  peerNames?: () => Iterable<string>;
+  /** Registers the node's own routes (status, events) before the catch-all handlers. */
+  routes?: (app: FastifyInstance) => void;
 }
+
+/** `Prefer: respond-async` asks for fire-and-forget delivery: 202 at once, handled in order. */
+const RESPOND_ASYNC = /(?:^|[\s,;])respond-async(?:$|[\s,;])/i;
 
 /** Where a gateway listens: a TCP host and port, or a unix socket path. */
 export type GatewayAddress = { host: string; port: number } | { path: string };
@@ -68,6 +78,11 @@ export function createGateway(opts: GatewayOptions): FastifyInstance {
   const prefix = opts.side === 'client' ? '/server/' : '/client/';
   const handle = (request: FastifyRequest, reply: FastifyReply) => forward(opts, prefix, request, reply);
   app.route({ method: ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'], url: `${prefix}*`, handler: handle });
+  if (opts.peerNames) {
+    const names = opts.peerNames;
+    app.route({ method: ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'], url: '/clients/*', handler: (request, reply) => fanOut(opts, names, request, reply) });
+  }
+  opts.routes?.(app);
 
   app.setNotFoundHandler((request, reply) => {
     const err = new RestPipeError('RP_NO_ROUTE', EventCode.NO_HANDLER, `no route for ${request.method} ${request.url.split('?')[0]}; events go to ${prefix}<noun>`);
@@ -113,10 +128,12 @@ async function forward(opts: GatewayOptions, prefix: string, request: FastifyReq
     const remaining = deadlineAt - Date.now();
     if (remaining <= 0) throw new DeadlineExceededError(deadlineMs);
     const { body, contentLength } = await requestBody(request, opts.streamChunkBytes);
-    const headers: Array<[string, string]> = [];
-    for (const [name, value] of Object.entries(request.headers)) {
-      if (value === undefined || HOP_BY_HOP.has(name)) continue;
-      headers.push([name, Array.isArray(value) ? value.join(', ') : value]);
+    const headers = eventHeaders(request);
+    if (RESPOND_ASYNC.test(String(request.headers.prefer ?? ''))) {
+      await exchange.notify({ verb, noun, args, query, headers, mimetype: request.headers['content-type'] ?? '', body, contentLength });
+      opts.stats.increment('gateway.status.202');
+      await reply.code(202).header(EVENT_CODE_HEADER, '0').header('preference-applied', 'respond-async').type('application/json').send({ accepted: true });
+      return;
     }
     const result = await exchange.request({
       verb,
@@ -156,6 +173,63 @@ async function forward(opts: GatewayOptions, prefix: string, request: FastifyReq
     reply.raw.off('close', onClose);
     opts.stats.timing('gateway.time', performance.now() - started);
   }
+}
+
+/** The caller's headers for the handler, without hop-by-hop ones. */
+function eventHeaders(request: FastifyRequest): Array<[string, string]> {
+  const headers: Array<[string, string]> = [];
+  for (const [name, value] of Object.entries(request.headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    headers.push([name, Array.isArray(value) ? value.join(', ') : value]);
+  }
+  return headers;
+}
+
+/**
+ * `/clients/<selector>/<noun>`: sends the event to every selected client at
+ * once and answers one JSON object keyed by client name. Every selected
+ * client gets an entry, an error entry when it is not connected, fails or
+ * misses the deadline, never a missing one.
+ */
+async function fanOut(opts: GatewayOptions, peerNames: () => Iterable<string>, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const started = performance.now();
+  const { name: selector, rest } = splitClientName((request.raw.url ?? '').slice('/clients/'.length));
+  const { noun, args, query } = parseEventPath(rest);
+  if (!isValidNoun(noun)) {
+    throw new RestPipeError('RP_NO_HANDLER', EventCode.NO_HANDLER, `"${noun}" is not a valid noun: use letters, digits, "_" and "/"`);
+  }
+  const deadlineMs = requestDeadline(opts, request.headers[TIMEOUT_HEADER]);
+  const payload = request.body;
+  const body = payload instanceof Readable ? await collectBody(payload, opts.maxBodyBytes, (n) => new BodyTooLargeError(`a fan-out body of ${n}+ bytes is over RP_MAX_BODY_BYTES (${opts.maxBodyBytes})`)) : EMPTY;
+  const { matched, missing } = selectClients(selector, peerNames());
+  const caller = new AbortController();
+  const onClose = () => {
+    if (!reply.raw.writableFinished) caller.abort(new Error('the HTTP caller went away'));
+  };
+  reply.raw.once('close', onClose);
+  const event = { verb: request.method.toLowerCase(), noun, args, query, headers: eventHeaders(request), mimetype: request.headers['content-type'] ?? '', body, deadlineMs, signal: caller.signal };
+  const answers: Record<string, FanOutEntry> = {};
+  for (const name of missing) answers[name] = entryFromError(new UnknownClientError(name));
+  await Promise.all(
+    matched.map(async (name) => {
+      try {
+        const exchange = await opts.resolvePeer(name, deadlineMs, caller.signal);
+        const result = await exchange.request(event);
+        const replyBody = result.stream
+          ? await collectBody(result.stream, opts.maxBodyBytes, (n) => new BodyTooLargeError(`the reply of ${n}+ bytes is over RP_MAX_BODY_BYTES`))
+          : result.body;
+        answers[name] = entryFromReply(result, replyBody);
+      } catch (err) {
+        answers[name] = entryFromError(err instanceof RestPipeError ? err : new PipeBrokenError((err as Error).message));
+      }
+    }),
+  );
+  reply.raw.off('close', onClose);
+  opts.stats.timing('gateway.fanout.time', performance.now() - started);
+  opts.stats.increment('gateway.fanout.requests');
+  const sorted: Record<string, FanOutEntry> = {};
+  for (const key of Object.keys(answers).sort()) sorted[key] = answers[key] as FanOutEntry;
+  await reply.code(200).header(EVENT_CODE_HEADER, '0').type('application/json').send(JSON.stringify(sorted));
 }
 
 /**

@@ -4,7 +4,8 @@
  * `GET /server/time/utc` reaches `get_time_utc(ctx, postData)`; arguments
  * after `//` follow as strings: `GET /server/cat//a/b` → `get_cat(ctx, postData, "a", "b")`.
  * A method returns `[mimetype, code, data]` or just data (then
- * `application/json` and code 0, JSON encoded for you).
+ * `application/json` and code 0, JSON encoded for you). A method named
+ * `fallback` answers every noun that has no method of its own.
  */
 
 import type { Readable } from 'node:stream';
@@ -79,6 +80,12 @@ export class EventHandler {
    * Any method may return a Readable or an async iterable to stream its reply.
    */
   static readonly streamedBodies: readonly string[] = [];
+  /**
+   * Required arguments and query keys by method name, e.g.
+   * `{ get_files: { args: ['path'], query: ['user'] } }`; a request without
+   * one answers 400 (code 240) naming it, and the method is not called.
+   */
+  static readonly parameters: Readonly<Record<string, { readonly args?: readonly string[]; readonly query?: readonly string[] }>> = {};
 }
 
 /** True when `cls` or one of its ancestors is `base`. */

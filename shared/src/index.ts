@@ -25,7 +25,7 @@ export {
   type HandlerMethod,
   type EventReplyTuple,
 } from './handler.js';
-export { Dispatcher, VERBS, isValidNoun, handlerMethodName, encodeResult, exceptionReply, type IncomingEvent, type EventReply, type Verb } from './dispatcher.js';
+export { Dispatcher, FALLBACK_METHOD, type ParameterSpec, VERBS, isValidNoun, handlerMethodName, encodeResult, exceptionReply, type IncomingEvent, type EventReply, type Verb } from './dispatcher.js';
 export {
   MessageExchange,
   parseQuery,
@@ -36,6 +36,7 @@ export {
   type PipeRole,
   type ExchangeState,
   type PipeLimits,
+  type OutgoingNotification,
 } from './message-exchange.js';
 export { InboundStream, OutboundStream, isBodyStream, collectBody } from './streams.js';
 export { parseEventPath, splitClientName, type EventPath } from './event-path.js';
@@ -43,7 +44,10 @@ export { createGateway, listenGateway, EVENT_CODE_HEADER, TIMEOUT_HEADER, type G
 export { Env, readCommonConfig, readPort, layeredEnv, toImportSpecifier, freezeConfig, type CommonConfig, type StatsdConfig, type LogLevel, type EnvSource } from './config.js';
 export { nullStats, type Stats } from './stats.js';
 export { createStatsd } from './statsd.js';
+export { CountingStats } from './counting-stats.js';
+export { selectClients, type FanOutEntry } from './fan-out.js';
 export { loadIdentity, certificateName, allowsUsage, SERVER_AUTH_OID, CLIENT_AUTH_OID, type TlsIdentity, type IdentityFileNames } from './tls.js';
 export { loadClass } from './handler-loader.js';
 export { createLogger, type Logger } from './logger.js';
 export { runNodeMain, type RunningNode } from './node-main.js';
+export { createInProcessPair, duplexPair, type InProcessPair, type InProcessPairOptions, type PairTarget, type PairReply, type PairRequestOptions } from './in-process-pair.js';

@@ -63,6 +63,9 @@ export interface OutgoingRequest {
   signal?: AbortSignal;
 }
 
+/** A fire-and-forget event: no reply, delivered to the peer's handler in order. */
+export type OutgoingNotification = Omit<OutgoingRequest, 'deadlineMs' | 'signal'>;
+
 /** The peer's reply: a whole body, or a stream of it. */
 export interface ReplyResult {
   code: number;
@@ -119,6 +122,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
   private readonly outbound = new Map<number, OutboundStream>();
   private readonly streamIO: StreamIO;
   private drainWaiters: Array<() => void> = [];
+  private notifications: Promise<void> = Promise.resolve();
   private readonly limits: PipeLimits;
   private nextId: number;
   private _state: ExchangeState = 'open';
@@ -297,6 +301,34 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     for (const wake of waiters) wake();
   }
 
+  /**
+   * Sends a notification: resolves once it is written to the pipe (not when
+   * handled). The peer handles notifications one at a time, in order.
+   */
+  notify(event: OutgoingNotification): Promise<void> {
+    if (this._state !== 'open') return Promise.reject(this._state === 'closed' ? (this.closeError ?? new PipeBrokenError('the pipe is closed')) : new ShuttingDownError());
+    if (this.peerLeaving) return Promise.reject(new ShuttingDownError('the peer is shutting down'));
+    const id = this.allocateId();
+    const streamed = this.mustStream(event.body);
+    this.send({
+      request: {
+        id,
+        verb: event.verb,
+        noun: event.noun,
+        args: event.args,
+        query: event.query,
+        headers: event.headers.map(([name, value]) => ({ name, value })),
+        mimetype: event.mimetype,
+        body: streamed ? undefined : (event.body as Buffer),
+        streaming: streamed,
+        notify: true,
+        contentLength: Buffer.isBuffer(event.body) ? event.body.length : (event.contentLength ?? -1),
+      },
+    });
+    this.stats.increment('notifications.sent');
+    return streamed ? this.startOutbound(id, event.body, false) : Promise.resolve();
+  }
+
   /** Removes a pending request and its timer and listener; returns it. */
   private settle(id: number): Pending | undefined {
     const pending = this.pending.get(id);
@@ -462,7 +494,12 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       signal: controller.signal,
       requestId: id,
     };
-    void this.handle(req, ctx, entry, bodyStream);
+    if (req.notify) {
+      // Notifications reach the handler one at a time, in the order sent.
+      this.notifications = this.notifications.then(() => this.handle(req, ctx, entry, bodyStream));
+    } else {
+      void this.handle(req, ctx, entry, bodyStream);
+    }
   }
 
   /** Runs the handler for one request and sends its reply; never rejects. */
@@ -498,6 +535,10 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     if (req.notify) {
       this.finishIncoming(id, entry);
       destroyBody(reply.stream);
+      if (reply.code !== EventCode.OK) {
+        this.stats.increment('notifications.failed');
+        this.log.warn({ peer: this.peer.name, verb: req.verb, noun: req.noun, code: reply.code, body: reply.body.toString('utf8', 0, 500) }, 'a notification failed');
+      }
       return;
     }
     const streamed = reply.stream !== undefined || reply.body.length > this.limits.streamChunkBytes;
@@ -624,7 +665,11 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       this.close(new PipeBrokenError(`the peer sent nothing for ${silentMs} ms`));
       return;
     }
-    if (silentMs >= this.limits.heartbeatIntervalMs && this.pingSentAt === 0) {
+    // The server pings first; the client only when the server has been quiet
+    // for longer. On an idle link that is one ping and one pong per interval,
+    // and the server measures each client's round-trip time.
+    const pingAfterMs = this.role === 'server' ? this.limits.heartbeatIntervalMs : this.limits.heartbeatIntervalMs * 1.5;
+    if (silentMs >= pingAfterMs && this.pingSentAt === 0) {
       this.pingSeq = (this.pingSeq + 1) >>> 0;
       this.pingSentAt = performance.now();
       this.trySend({ ping: { seq: this.pingSeq } });
