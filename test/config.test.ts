@@ -12,7 +12,8 @@ import { loadClientConfig, type ClientConfig } from '@restpipe/client';
 import { loadServerConfig, type ServerConfig } from '@restpipe/server';
 import { ConfigError } from '@restpipe/shared';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLIENT_CLI, REPO_ROOT, SERVER_CLI, runToExit, tempDir } from './fixtures/node-process.js';
+import { CLIENT_CLI, REPO_ROOT, SERVER_CLI, installedIdentity, runToExit, spawnNode, tempDir } from './fixtures/node-process.js';
+import { testPki } from './helpers/identities.js';
 import { closeAll } from './helpers/pipe.js';
 
 afterEach(closeAll);
@@ -393,6 +394,43 @@ describe('the user config module', () => {
     const run = await runToExit(SERVER_CLI, { RP_SERVER_USER_CONFIG_MODULE: 'site-settings/restpipe', RP_STATSD_HOST: '' }, { cwd: app });
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('RP_SERVER_BIND_PORT="from-package" (set by RP_SERVER_USER_CONFIG_MODULE="site-settings/restpipe")');
+  });
+});
+
+describe('logs', () => {
+  /** The real client, dialing a port where nothing listens, until it logged a failed try. */
+  async function clientLogs(env: Record<string, string>) {
+    const pki = await testPki();
+    const node = spawnNode(CLIENT_CLI, {
+      RP_CLIENT_CERT_PATH: await installedIdentity('client', await pki.client('logger')),
+      RP_CLIENT_TARGET_HOSTNAME: '127.0.0.1',
+      RP_CLIENT_TARGET_SERVERNAME: 'localhost',
+      RP_CLIENT_TARGET_PORT: '1',
+      RP_CLIENT_GATEWAY_PORT: '0',
+      RP_STATSD_HOST: '',
+      ...env,
+    });
+    await node.waitForLog('could not connect to the server');
+    return node.logs();
+  }
+  const levels = (logs: Array<Record<string, unknown>>) => new Set(logs.map((l) => l['level']));
+
+  it('are pino JSON lines at info by default', async () => {
+    const logs = await clientLogs({});
+    expect(logs.every((l) => l['name'] === 'restpipe-client' && typeof l['time'] === 'number')).toBe(true);
+    expect(logs.some((l) => l['msg'] === 'gateway listening')).toBe(true);
+    expect(levels(logs).has(20)).toBe(false);
+  });
+
+  it('go down to debug with DEBUG=1', async () => {
+    const logs = await clientLogs({ DEBUG: '1' });
+    expect(levels(logs).has(20)).toBe(true);
+    expect(logs.some((l) => l['level'] === 20 && l['msg'] === 'client state')).toBe(true);
+  });
+
+  it('follow RP_LOG_LEVEL', async () => {
+    const logs = await clientLogs({ RP_LOG_LEVEL: 'warn' });
+    expect([...levels(logs)]).toEqual([40]);
   });
 });
 
