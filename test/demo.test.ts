@@ -1,0 +1,45 @@
+/**
+ * The README's quick start: `npm run demo -- --check` makes identities with
+ * restpipe-certs, starts both executables and answers every printed curl line.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, expect, it } from 'vitest';
+import { closeAll, onClose } from './helpers/pipe.js';
+
+afterEach(closeAll);
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as { port: number };
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+it('runs the quick start and every printed curl line answers', async () => {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const work = await mkdtemp(join(tmpdir(), 'restpipe-demo-'));
+  onClose(() => rm(work, { recursive: true, force: true }));
+  const env: Record<string, string> = { ...(process.env as Record<string, string>), RP_DEMO_DIR: work };
+  for (const name of ['RP_SERVER_BIND_PORT', 'RP_SERVER_GATEWAY_PORT', 'RP_CLIENT_GATEWAY_PORT']) env[name] = String(await freePort());
+  const child = spawn(process.execPath, [join(root, 'scripts/demo.js'), '--check'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  onClose(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const [code] = await once(child, 'exit');
+  expect(out).toContain('{"result_from_server":"hello world"}');
+  expect(out).toContain('{"result_from_client":"hello world"}');
+  expect(out).toMatch(/\{"time_from_server":\d+(\.\d+)?\}/);
+  expect(out).toMatch(/\{"time_from_client":\d+(\.\d+)?\}/);
+  expect(out).not.toContain('unexpected');
+  expect(code).toBe(0);
+});
