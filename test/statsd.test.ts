@@ -8,10 +8,11 @@
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
-import { createStatsd, nullStats, type Stats } from '@restpipe/shared';
+import { ServerEventHandler } from '@restpipe/server';
+import { createStatsd, nullStats, type EventContext, type PostData, type Stats } from '@restpipe/shared';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { testPki } from './helpers/identities.js';
+import { foreignPki, testPki } from './helpers/identities.js';
 import { closeAll, httpClient, onClose, startClient, startPair, startServer, waitFor } from './helpers/pipe.js';
 import { SERVER_CLI, installedIdentity, spawnNode } from './fixtures/node-process.js';
 
@@ -144,6 +145,38 @@ describe('statsd over a real UDP socket', () => {
     }
     // Summed in memory: far fewer counter datagrams than increments.
     expect(of(s, 'restpipe.requests.code.0').length).toBeLessThanOrEqual(3);
+  });
+
+  it('gets heartbeat round trips, deadlines, refused connections and broken pipes', async () => {
+    class SlowHandler extends ServerEventHandler {
+      async get_slow(ctx: EventContext, _post: PostData) {
+        await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+        return { late: true };
+      }
+    }
+    const serverSink = await statsdSink();
+    const clientSink = await statsdSink();
+    const fast = { flushIntervalMs: 50 };
+    const heartbeat = { RP_CLIENT_HEARTBEAT_INTERVAL_S: '0.05', RP_CLIENT_HEARTBEAT_TIMEOUT_S: '5' };
+    const server = await startServer({ stats: await statsTo(serverSink.port, fast), handler: new SlowHandler(), env: heartbeat });
+    const client = await startClient(server, { stats: await statsTo(clientSink.port, fast), env: heartbeat });
+    const http = httpClient();
+    const late = await http('GET', `${client.gatewayAddress}/server/slow`, { headers: { 'X-RestPipe-Timeout-Ms': '100' } });
+    expect(late.status).toBe(504);
+    // A client whose certificate another CA signed is refused by the server.
+    const stranger = await startClient(server, { name: 'stranger', identity: await (await foreignPki()).client('stranger'), waitConnected: false, stats: await statsTo(clientSink.port, fast), env: { RP_CLIENT_RECONNECT_INITIAL_S: '5' } });
+    const s = serverSink.metrics;
+    const c = clientSink.metrics;
+    await waitFor(() => of(s, 'restpipe.heartbeat.rtt', 'ms').length > 0 && of(c, 'restpipe.heartbeat.rtt', 'ms').length > 0, 5000, 'heartbeat round trips');
+    await waitFor(() => sum(c, 'restpipe.requests.deadline_exceeded') === 1 && sum(c, 'restpipe.gateway.status.504') === 1, 5000, 'the deadline');
+    await waitFor(() => sum(s, 'restpipe.connections.refused') === 1 && sum(c, 'restpipe.connect.failures') === 1, 5000, 'the refused client');
+    await stranger.close(0);
+    // The server goes away: the client's pipe breaks.
+    await server.close(0);
+    await waitFor(() => sum(c, 'restpipe.connect.broken') === 1, 5000, 'the broken pipe');
+    await waitFor(() => of(s, 'restpipe.clients.connected', 'g').at(-1)?.value === 0, 5000, 'the gauge back to 0');
+    expect(sum(s, 'restpipe.connections.removed')).toBe(1);
+    expect(sum(s, 'restpipe.heartbeat.timeouts') + sum(c, 'restpipe.heartbeat.timeouts')).toBe(0);
   });
 
   it('sums counters for the flush interval and sends the rest on close', async () => {
