@@ -286,6 +286,13 @@ describe('statsd switched off', () => {
     expect(sink.lines).toEqual([]);
   });
 
+  it('with a host that does not resolve warns once and serves without metrics', async () => {
+    const { node } = await runServerCli({ RP_STATSD_HOST: 'no-such-host.invalid', RP_STATSD_PORT: '8125' });
+    const logs = node.logs();
+    expect(logs.filter((l) => l['msg'] === 'statsd host does not resolve; metrics are off')).toHaveLength(1);
+    expect(logs.some((l) => l['msg'] === 'sending metrics to statsd')).toBe(false);
+  });
+
   it('with an empty host sends nothing, not even to localhost', async () => {
     const sink = await statsdSink();
     const { node } = await runServerCli({ RP_STATSD_HOST: '', RP_STATSD_PORT: String(sink.port) });

@@ -21,8 +21,8 @@ await runNodeMain('restpipe-client', async () => {
     ? await loadClass(config.hooksClass, ClientConnectionStateEvents, 'RP_CLIENT_CONNECTION_STATE_CHANGE_EVENT_CLASS')
     : ClientConnectionStateEvents;
   const stats = config.statsd ? await createStatsd(config.statsd, log) : nullStats;
-  if (config.statsd) log.info({ host: config.statsd.host, port: config.statsd.port, prefix: config.statsd.prefix }, 'sending metrics to statsd');
-  else log.info('statsd is off (RP_STATSD_HOST or RP_STATSD_PORT is empty)');
+  if (!config.statsd) log.info('statsd is off (RP_STATSD_HOST or RP_STATSD_PORT is empty)');
+  else if (stats !== nullStats) log.info({ host: config.statsd.host, port: config.statsd.port, prefix: config.statsd.prefix }, 'sending metrics to statsd');
   const client = new RestPipeClient({ config, handler: new Handler(), hooks: new Hooks(), log, stats });
   await client.start();
   return {

@@ -21,8 +21,8 @@ await runNodeMain('restpipe-server', async () => {
     ? await loadClass(config.hooksClass, ServerConnectionStateEvents, 'RP_SERVER_CONNECTION_STATE_CHANGE_EVENT_CLASS')
     : ServerConnectionStateEvents;
   const stats = config.statsd ? await createStatsd(config.statsd, log) : nullStats;
-  if (config.statsd) log.info({ host: config.statsd.host, port: config.statsd.port, prefix: config.statsd.prefix }, 'sending metrics to statsd');
-  else log.info('statsd is off (RP_STATSD_HOST or RP_STATSD_PORT is empty)');
+  if (!config.statsd) log.info('statsd is off (RP_STATSD_HOST or RP_STATSD_PORT is empty)');
+  else if (stats !== nullStats) log.info({ host: config.statsd.host, port: config.statsd.port, prefix: config.statsd.prefix }, 'sending metrics to statsd');
   const server = new RestPipeServer({ config, handler: new Handler(), hooks: new Hooks(), log, stats });
   await server.start();
   return {
