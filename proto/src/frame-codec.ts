@@ -21,8 +21,14 @@ export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 /** A varint for a 32-bit length takes at most 5 bytes. */
 const MAX_VARINT_BYTES = 5;
 
-/** Encodes one frame with its length prefix, refusing frames over `maxFrameBytes`. */
+/**
+ * Encodes one frame with its length prefix, refusing frames over
+ * `maxFrameBytes`. Lone UTF-16 surrogates in string fields become U+FFFD:
+ * proto3 strings must be valid UTF-8, and one bad string must not make the
+ * peer drop the whole pipe.
+ */
 export function encodeFrame(frame: FrameInit, maxFrameBytes = DEFAULT_MAX_FRAME_BYTES): Uint8Array {
+  wellFormedStrings(frame);
   const writer = protobuf.Writer.create();
   writer.fork();
   wire.Frame.encode(frame, writer);
@@ -33,6 +39,44 @@ export function encodeFrame(frame: FrameInit, maxFrameBytes = DEFAULT_MAX_FRAME_
     throw new FrameTooLargeError(bodyLength, maxFrameBytes);
   }
   return bytes;
+}
+
+type WellFormed = { isWellFormed(): boolean; toWellFormed(): string };
+
+function wellFormed(value: string | null | undefined): string | null | undefined {
+  if (!value || (value as unknown as WellFormed).isWellFormed()) return value;
+  return (value as unknown as WellFormed).toWellFormed();
+}
+
+function wellFormedHeaders(headers: Array<{ name?: string | null; value?: string | null }> | null | undefined): void {
+  if (!headers) return;
+  for (const h of headers) {
+    h.name = wellFormed(h.name);
+    h.value = wellFormed(h.value);
+  }
+}
+
+/** Replaces lone surrogates in the frame's string fields, in place. */
+function wellFormedStrings(frame: FrameInit): void {
+  const { request, reply, cancel, goaway, hello } = frame;
+  if (request) {
+    request.verb = wellFormed(request.verb);
+    request.noun = wellFormed(request.noun);
+    request.query = wellFormed(request.query);
+    request.mimetype = wellFormed(request.mimetype);
+    if (request.args) request.args = request.args.map((a) => wellFormed(a) as string);
+    wellFormedHeaders(request.headers);
+  } else if (reply) {
+    reply.mimetype = wellFormed(reply.mimetype);
+    wellFormedHeaders(reply.headers);
+  } else if (cancel) {
+    cancel.reason = wellFormed(cancel.reason);
+  } else if (goaway) {
+    goaway.reason = wellFormed(goaway.reason);
+  } else if (hello) {
+    hello.agent = wellFormed(hello.agent);
+    if (hello.capabilities) hello.capabilities = hello.capabilities.map((c) => wellFormed(c) as string);
+  }
 }
 
 function varintLength(bytes: Uint8Array): number {

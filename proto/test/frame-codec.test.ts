@@ -291,8 +291,7 @@ describe('bad input', () => {
   });
 });
 
-// needs fix: encodeFrame writes a lone UTF-16 surrogate in a string field as invalid UTF-8 (ED A0 80), which FrameDecoder (any proto3 decoder) refuses, so one bad handler-chosen mimetype or error message tears down the whole pipe (replace lone surrogates with U+FFFD before encoding).
-describe.skip('strings the encoder cannot carry as they are', () => {
+describe('strings the encoder cannot carry as they are', () => {
   it.each(['text/\ud800plain', 'x\udc00', '\ud83d', 'ok 🙂 \udfff'])('encodeFrame never produces a frame its own decoder refuses (%j)', (text) => {
     const { decoder, frames } = collect();
     decoder.push(Buffer.from(encodeFrame({ reply: { id: 1, code: 0, mimetype: text, headers: [{ name: text, value: text }] } })));

@@ -93,6 +93,8 @@ export class RestPipeServer extends EventEmitter<{ connection: [ClientConnection
     this.tlsServer.on('tlsClientError', (err, socket) => {
       this.stats.increment('connections.refused');
       this.log.warn({ err: err.message, code: (err as NodeJS.ErrnoException).code, address: socket.remoteAddress }, 'refused a connection: TLS handshake failed');
+      // Node reports a handshake timeout here but leaves the socket open.
+      socket.destroy();
     });
     this.app =
       opts.gateway === false

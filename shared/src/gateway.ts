@@ -7,6 +7,7 @@
  * code in `X-Event-Return-Code` and the fitting HTTP status.
  */
 import { existsSync, statSync, unlinkSync } from 'node:fs';
+import { STATUS_CODES } from 'node:http';
 import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -69,6 +70,19 @@ export function createGateway(opts: GatewayOptions): FastifyInstance {
     return503OnClosing: true,
     // Router errors (a URL that does not percent-decode) get our error body too.
     frameworkErrors: (error, _request, reply) => sendError(reply, new BadRequestError(error.message)),
+    // Requests the HTTP parser refuses (oversized headers, a broken request
+    // line) get the event code and error body too.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const body = errorBody(new BadRequestError(`the request could not be read: ${err.code ?? err.message}`));
+      socket.write(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Bad Request'}\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+          `${EVENT_CODE_HEADER}: ${EventCode.BAD_REQUEST}\r\nContent-Length: ${body.length}\r\n\r\n`,
+      );
+      socket.end(body);
+      setTimeout(() => socket.destroy(), 1000).unref();
+    },
   });
   app.removeAllContentTypeParsers();
   // Bodies are not parsed here: they travel as bytes (streamed when large) and

@@ -374,8 +374,12 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     this.trySend({ goaway: { reason, code: EventCode.SHUTTING_DOWN } });
   }
 
-  /** Closes the stream; everything in flight fails with `err` (a `PipeBrokenError` by default). */
-  close(err?: Error): void {
+  /**
+   * Closes the stream; everything in flight fails with `err` (a
+   * `PipeBrokenError` by default). With `flush`, frames already written (a
+   * GoAway saying why) go out before the socket closes.
+   */
+  close(err?: Error, opts?: { flush?: boolean }): void {
     if (this._state === 'closed') return;
     this._state = 'closed';
     const reason = err ?? new PipeBrokenError('the pipe closed');
@@ -395,7 +399,16 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     for (const stream of this.outbound.values()) stream.stop(failure);
     this.outbound.clear();
     this.releaseDrainWaiters();
-    this.socket.destroy();
+    if (opts?.flush) {
+      if (this.corked) {
+        this.corked = false;
+        this.socket.uncork();
+      }
+      this.socket.end();
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    } else {
+      this.socket.destroy();
+    }
     this.emit('close', err);
   }
 
@@ -408,7 +421,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       this.log.warn({ err, peer: this.peer.name }, 'closing the pipe: the peer sent a bad frame');
       this.stats.increment('frames.bad');
       this.trySend({ goaway: { reason: `bad frame: ${(err as Error).message}`, code: EventCode.BAD_REQUEST } });
-      this.close(new ProtocolError(`bad frame from the peer: ${(err as Error).message}`, { cause: err }));
+      this.close(new ProtocolError(`bad frame from the peer: ${(err as Error).message}`, { cause: err }), { flush: true });
     }
   }
 
