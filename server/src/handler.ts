@@ -32,6 +32,6 @@ export class ServerConnectionStateEvents {
   connection_added(_clientName: string, _count: number): void | Promise<void> {}
   /** A client disconnected; `count` clients are connected now. */
   connection_removed(_clientName: string, _count: number): void | Promise<void> {}
-  /** Called every minute while no client is connected: since when, for how many seconds. */
+  /** Called every RP_SERVER_IDLE_HOOK_INTERVAL_S (60 s by default) while no client is connected: since when, for how many whole seconds. */
   idle(_since: Date, _seconds: number): void | Promise<void> {}
 }

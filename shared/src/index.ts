@@ -41,13 +41,13 @@ export {
 export { InboundStream, OutboundStream, isBodyStream, collectBody } from './streams.js';
 export { parseEventPath, splitClientName, type EventPath } from './event-path.js';
 export { createGateway, listenGateway, EVENT_CODE_HEADER, TIMEOUT_HEADER, type GatewayOptions, type GatewayAddress, type GatewaySide } from './gateway.js';
-export { Env, readCommonConfig, readPort, layeredEnv, toImportSpecifier, freezeConfig, type CommonConfig, type StatsdConfig, type LogLevel, type EnvSource } from './config.js';
+export { Env, readCommonConfig, readPort, layeredEnv, toImportSpecifier, importUserModule, showSetting, freezeConfig, type CommonConfig, type StatsdConfig, type LogLevel, type EnvSource } from './config.js';
 export { nullStats, type Stats } from './stats.js';
-export { createStatsd } from './statsd.js';
+export { createStatsd, STATSD_FLUSH_INTERVAL_MS, type StatsdOptions } from './statsd.js';
 export { CountingStats } from './counting-stats.js';
 export { selectClients, type FanOutEntry } from './fan-out.js';
 export { loadIdentity, certificateName, allowsUsage, SERVER_AUTH_OID, CLIENT_AUTH_OID, type TlsIdentity, type IdentityFileNames } from './tls.js';
 export { loadClass } from './handler-loader.js';
 export { createLogger, type Logger } from './logger.js';
-export { runNodeMain, type RunningNode } from './node-main.js';
+export { runNodeMain, EXIT_CONFIG, EXIT_FAILURE, type RunningNode } from './node-main.js';
 export { createInProcessPair, duplexPair, type InProcessPair, type InProcessPairOptions, type PairTarget, type PairReply, type PairRequestOptions } from './in-process-pair.js';
