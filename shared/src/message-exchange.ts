@@ -124,6 +124,8 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
   private drainWaiters: Array<() => void> = [];
   private notifications: Promise<void> = Promise.resolve();
   private readonly limits: PipeLimits;
+  /** `DEBUG=1`: log every frame (checked once; a frame log costs nothing otherwise). */
+  private readonly traceFrames: boolean;
   private nextId: number;
   private _state: ExchangeState = 'open';
   private peerHello: wire.Hello | undefined;
@@ -148,6 +150,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     this.log = opts.log;
     this.stats = opts.stats;
     this.limits = opts.limits;
+    this.traceFrames = opts.log.isLevelEnabled('debug');
     this.nextId = this.firstId();
     this.decoder = new FrameDecoder(opts.limits.maxFrameBytes, (frame) => this.onFrame(frame));
     this.streamIO = {
@@ -428,6 +431,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
   private onFrame(frame: Frame): void {
     if (this._state === 'closed') return;
     this.stats.increment('frames.received');
+    if (this.traceFrames) this.log.debug({ peer: this.peer.name, frame: describeFrame(frame) }, 'frame received');
     if (this.peerHello === undefined && frame.kind !== 'hello') {
       throw new ProtocolError(`expected hello, got ${frame.kind}`);
     }
@@ -695,6 +699,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
   private send(frame: FrameInit): void {
     if (this._state === 'closed') throw this.closeError ?? new PipeBrokenError('the pipe is closed');
     const bytes = encodeFrame(frame, this.peerMaxFrameBytes);
+    if (this.traceFrames) this.log.debug({ peer: this.peer.name, frame: describeFrame(frame), bytes: bytes.length }, 'frame sent');
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
@@ -716,6 +721,20 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       this.log.debug({ err, peer: this.peer.name }, 'frame not sent');
     }
   }
+}
+
+/** A frame for the debug log: its kind and small fields, bodies as their length. */
+function describeFrame(frame: FrameInit): Record<string, unknown> {
+  for (const [kind, value] of Object.entries(frame)) {
+    if (!value || typeof value !== 'object') continue;
+    const out: Record<string, unknown> = { kind };
+    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+      if (v instanceof Uint8Array) out[k] = `${v.length} bytes`;
+      else if (k !== 'headers') out[k] = v;
+    }
+    return out;
+  }
+  return { kind: 'unknown' };
 }
 
 function destroyBody(stream: AsyncIterable<unknown> | undefined): void {
