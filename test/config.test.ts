@@ -12,7 +12,7 @@ import { loadClientConfig, type ClientConfig } from '@restpipe/client';
 import { loadServerConfig, type ServerConfig } from '@restpipe/server';
 import { ConfigError } from '@restpipe/shared';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLIENT_CLI, REPO_ROOT, SERVER_CLI, installedIdentity, runToExit, spawnNode, tempDir } from './fixtures/node-process.js';
+import { CLIENT_CLI, REPO_ROOT, SERVER_CLI, installedIdentity, runToExit, spawnNode, tempDir } from './helpers/node-process.js';
 import { testPki } from './helpers/identities.js';
 import { closeAll } from './helpers/pipe.js';
 

@@ -14,7 +14,7 @@ import { ConfigError, loadClass } from '@restpipe/shared';
 import { afterEach, describe, expect, it } from 'vitest';
 import { testPki } from './helpers/identities.js';
 import { closeAll, httpClient, startClient, startPair, startServer } from './helpers/pipe.js';
-import { CLIENT_CLI, REPO_ROOT, SERVER_CLI, installedIdentity, runToExit, spawnNode, tempDir } from './fixtures/node-process.js';
+import { CLIENT_CLI, REPO_ROOT, SERVER_CLI, installedIdentity, runToExit, spawnNode, tempDir } from './helpers/node-process.js';
 
 afterEach(closeAll);
 

@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { testPki } from './helpers/identities.js';
 import { TEST_ENV, closeAll, httpClient, onClose, startClient, startServer, waitFor } from './helpers/pipe.js';
-import { CLIENT_CLI, SERVER_CLI, installedIdentity, runToExit, spawnNode } from './fixtures/node-process.js';
+import { CLIENT_CLI, SERVER_CLI, installedIdentity, runToExit, spawnNode } from './helpers/node-process.js';
 
 afterEach(closeAll);
 

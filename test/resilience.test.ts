@@ -12,7 +12,7 @@ import { ServerEventHandler } from '@restpipe/server';
 import type { EventContext, PostData } from '@restpipe/shared';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLIENT_CLI, SERVER_CLI, installedIdentity, spawnNode } from './fixtures/node-process.js';
+import { CLIENT_CLI, SERVER_CLI, installedIdentity, spawnNode } from './helpers/node-process.js';
 import { testPki } from './helpers/identities.js';
 import { TEST_ENV, closeAll, httpClient, onClose, startClient, startPair, startServer, waitFor } from './helpers/pipe.js';
 

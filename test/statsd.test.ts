@@ -14,7 +14,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { foreignPki, testPki } from './helpers/identities.js';
 import { closeAll, httpClient, onClose, startClient, startPair, startServer, waitFor } from './helpers/pipe.js';
-import { SERVER_CLI, installedIdentity, spawnNode } from './fixtures/node-process.js';
+import { SERVER_CLI, installedIdentity, spawnNode } from './helpers/node-process.js';
 
 afterEach(closeAll);
 
