@@ -107,7 +107,10 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
             },
             defaultDeadlineMs: opts.config.requestTimeoutMs,
             maxDeadlineMs: opts.config.maxRequestTimeoutMs,
-            resolvePeer: (_name, deadlineMs, signal) => this.waitForPipe(Math.min(deadlineMs, this.config.connectWaitMs), signal),
+            resolvePeer: (_name, deadlineMs, caller) => {
+              const exchange = this._exchange;
+              return exchange?.ready ? exchange : this.waitForPipe(Math.min(deadlineMs, this.config.connectWaitMs), caller.signal);
+            },
           });
   }
 

@@ -107,7 +107,7 @@ export class RestPipeServer extends EventEmitter<{ connection: [ClientConnection
             maxBodyBytes: opts.config.maxBodyBytes,
             defaultDeadlineMs: opts.config.requestTimeoutMs,
             maxDeadlineMs: opts.config.maxRequestTimeoutMs,
-            resolvePeer: async (name) => this.exchangeFor(name ?? ''),
+            resolvePeer: (name) => this.exchangeFor(name ?? ''),
             peerNames: () => [...this.registry.entries()].filter(([, ex]) => ex.ready).map(([name]) => name),
             routes: (app) => registerServerStatusRoutes(app, this),
           });

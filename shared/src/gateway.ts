@@ -49,7 +49,7 @@ export interface GatewayOptions {
    * client, the server's. Throws a `RestPipeError` when there is none; may
    * wait (bounded by `deadlineMs`) for a pipe that is coming up.
    */
-  resolvePeer(clientName: string | undefined, deadlineMs: number, signal: AbortSignal): Promise<MessageExchange>;
+  resolvePeer(clientName: string | undefined, deadlineMs: number, caller: CallerState): MessageExchange | Promise<MessageExchange>;
   /** Names of the connected clients; enables fan-out at `/clients/<selector>/<noun>` (server). */
   peerNames?: () => Iterable<string>;
   /** Registers the node's own routes (status, events) before the catch-all handlers. */
@@ -58,6 +58,48 @@ export interface GatewayOptions {
 
 /** `Prefer: respond-async` asks for fire-and-forget delivery: 202 at once, handled in order. */
 const RESPOND_ASYNC = /(?:^|[\s,;])respond-async(?:$|[\s,;])/i;
+
+/** The HTTP caller of one request: its `signal` aborts when the caller goes away. */
+export interface CallerState {
+  /** Made on first use. */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * Tracks whether the HTTP caller went away, without an AbortController per
+ * request: one is made only when something asks for `signal`.
+ */
+class CallerGone implements CallerState {
+  private controller: AbortController | undefined;
+  private reason: Error | undefined;
+  private cancelRequest: ((reason: Error) => void) | undefined;
+  stream: Readable | undefined;
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.reason) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  get gone(): boolean {
+    return this.reason !== undefined;
+  }
+
+  /** For `OutgoingRequest.onCancel`. */
+  readonly onCancel = (cancel: (reason: Error) => void): void => {
+    this.cancelRequest = cancel;
+  };
+
+  fire(reason: Error): void {
+    if (this.reason) return;
+    this.reason = reason;
+    this.controller?.abort(reason);
+    this.cancelRequest?.(reason);
+    this.stream?.destroy();
+  }
+}
 
 /** Where a gateway listens: a TCP host and port, or a unix socket path. */
 export type GatewayAddress = { host: string; port: number } | { path: string };
@@ -128,17 +170,15 @@ async function forward(opts: GatewayOptions, prefix: string, request: FastifyReq
   const deadlineMs = requestDeadline(opts, request.headers[TIMEOUT_HEADER]);
   const deadlineAt = Date.now() + deadlineMs;
 
-  const caller = new AbortController();
-  let replyStream: Readable | undefined;
+  const caller = new CallerGone();
   const onClose = () => {
-    if (reply.raw.writableFinished) return;
-    caller.abort(new Error('the HTTP caller went away'));
-    replyStream?.destroy();
+    if (!reply.raw.writableFinished) caller.fire(new Error('the HTTP caller went away'));
   };
   reply.raw.once('close', onClose);
 
   try {
-    const exchange = await opts.resolvePeer(clientName, deadlineMs, caller.signal);
+    const resolved = opts.resolvePeer(clientName, deadlineMs, caller);
+    const exchange = resolved instanceof Promise ? await resolved : resolved;
     const remaining = deadlineAt - Date.now();
     if (remaining <= 0) throw new DeadlineExceededError(deadlineMs);
     const { body, contentLength } = await requestBody(request, opts.streamChunkBytes);
@@ -159,7 +199,7 @@ async function forward(opts: GatewayOptions, prefix: string, request: FastifyReq
       body,
       contentLength,
       deadlineMs: remaining,
-      signal: caller.signal,
+      onCancel: caller.onCancel,
     });
     reply.code(httpStatusForEventCode(result.code)).header(EVENT_CODE_HEADER, String(result.code));
     // The peer answered before reading the whole upload (e.g. 413): close the
@@ -167,7 +207,7 @@ async function forward(opts: GatewayOptions, prefix: string, request: FastifyReq
     if (body instanceof Readable && !body.readableEnded) reply.header('connection', 'close');
     if (result.mimetype) reply.header('content-type', result.mimetype);
     if (result.stream) {
-      replyStream = result.stream;
+      caller.stream = result.stream;
       if (reply.raw.destroyed) result.stream.destroy();
       if (result.contentLength >= 0) reply.header('content-length', String(result.contentLength));
       await reply.send(result.stream);
@@ -176,7 +216,7 @@ async function forward(opts: GatewayOptions, prefix: string, request: FastifyReq
     }
     opts.stats.increment(`gateway.status.${reply.statusCode}`);
   } catch (err) {
-    if (caller.signal.aborted) {
+    if (caller.gone) {
       opts.stats.increment('gateway.caller_gone');
       return;
     }
@@ -221,13 +261,14 @@ async function fanOut(opts: GatewayOptions, peerNames: () => Iterable<string>, r
     if (!reply.raw.writableFinished) caller.abort(new Error('the HTTP caller went away'));
   };
   reply.raw.once('close', onClose);
+  const callerState: CallerState = { signal: caller.signal };
   const event = { verb: request.method.toLowerCase(), noun, args, query, headers: eventHeaders(request), mimetype: request.headers['content-type'] ?? '', body, deadlineMs, signal: caller.signal };
   const answers: Record<string, FanOutEntry> = {};
   for (const name of missing) answers[name] = entryFromError(new UnknownClientError(name));
   await Promise.all(
     matched.map(async (name) => {
       try {
-        const exchange = await opts.resolvePeer(name, deadlineMs, caller.signal);
+        const exchange = await opts.resolvePeer(name, deadlineMs, callerState);
         const result = await exchange.request(event);
         const replyBody = result.stream
           ? await collectBody(result.stream, opts.maxBodyBytes, (n) => new BodyTooLargeError(`the reply of ${n}+ bytes is over RP_MAX_BODY_BYTES`))

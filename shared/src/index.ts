@@ -28,7 +28,6 @@ export {
 export { Dispatcher, FALLBACK_METHOD, type ParameterSpec, VERBS, isValidNoun, handlerMethodName, encodeResult, exceptionReply, type IncomingEvent, type EventReply, type Verb } from './dispatcher.js';
 export {
   MessageExchange,
-  parseQuery,
   errorBody,
   type MessageExchangeOptions,
   type OutgoingRequest,
@@ -39,8 +38,9 @@ export {
   type OutgoingNotification,
 } from './message-exchange.js';
 export { InboundStream, OutboundStream, isBodyStream, collectBody } from './streams.js';
+export { parseQuery, HandlerContext } from './event-context.js';
 export { parseEventPath, splitClientName, type EventPath } from './event-path.js';
-export { createGateway, listenGateway, EVENT_CODE_HEADER, TIMEOUT_HEADER, type GatewayOptions, type GatewayAddress, type GatewaySide } from './gateway.js';
+export { createGateway, listenGateway, EVENT_CODE_HEADER, TIMEOUT_HEADER, type GatewayOptions, type GatewayAddress, type CallerState, type GatewaySide } from './gateway.js';
 export { Env, readCommonConfig, readPort, layeredEnv, toImportSpecifier, importUserModule, showSetting, freezeConfig, type CommonConfig, type StatsdConfig, type LogLevel, type EnvSource } from './config.js';
 export { nullStats, type Stats } from './stats.js';
 export { createStatsd, STATSD_FLUSH_INTERVAL_MS, type StatsdOptions } from './statsd.js';

@@ -18,6 +18,7 @@ import { InboundStream, OutboundStream, collectBody, type StreamIO } from './str
 import { EventCode } from './event-codes.js';
 import type { Dispatcher, EventReply } from './dispatcher.js';
 import type { EventContext, PeerInfo } from './handler.js';
+import { HandlerContext } from './event-context.js';
 import type { Stats } from './stats.js';
 
 /** Which end of the pipe this exchange is: clients number requests odd, the server even. */
@@ -61,10 +62,16 @@ export interface OutgoingRequest {
   deadlineMs: number;
   /** Aborting it cancels the request on the peer too. */
   signal?: AbortSignal;
+  /**
+   * Receives a function that gives up on the request (as an aborted
+   * `signal` would), for callers that would rather not make an
+   * AbortController per request.
+   */
+  onCancel?: (cancel: (reason: Error) => void) => void;
 }
 
 /** A fire-and-forget event: no reply, delivered to the peer's handler in order. */
-export type OutgoingNotification = Omit<OutgoingRequest, 'deadlineMs' | 'signal'>;
+export type OutgoingNotification = Omit<OutgoingRequest, 'deadlineMs' | 'signal' | 'onCancel'>;
 
 /** The peer's reply: a whole body, or a stream of it. */
 export interface ReplyResult {
@@ -79,7 +86,7 @@ export interface ReplyResult {
 
 /** A request being handled here. */
 interface Incoming {
-  controller: AbortController;
+  ctx: HandlerContext;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -245,6 +252,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
         signal.addEventListener('abort', pending.onAbort, { once: true });
       }
       this.pending.set(id, pending);
+      req.onCancel?.((reason) => this.abandon(id, 'caller gone', reason));
       const streamed = this.mustStream(req.body);
       try {
         this.send({
@@ -394,7 +402,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     }
     for (const entry of this.incoming.values()) {
       if (entry.timer) clearTimeout(entry.timer);
-      entry.controller.abort(failure);
+      entry.ctx.abort(failure);
     }
     this.incoming.clear();
     for (const stream of [...this.inbound.values()]) stream.destroy(failure);
@@ -491,26 +499,14 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       if (!req.notify) this.sendError(id, new ShuttingDownError());
       return;
     }
-    const controller = new AbortController();
-    const entry: Incoming = { controller, timer: undefined };
+    const ctx = new HandlerContext(this.peer, req);
+    const entry: Incoming = { ctx, timer: undefined };
     this.incoming.set(id, entry);
     if (req.deadlineMs > 0) {
       // The requester gives up at its deadline; stop the handler then too.
-      entry.timer = setTimeout(() => controller.abort(new DeadlineExceededError(req.deadlineMs)), req.deadlineMs);
+      entry.timer = setTimeout(() => ctx.abort(new DeadlineExceededError(req.deadlineMs)), req.deadlineMs);
       entry.timer.unref();
     }
-    const headers: Record<string, string> = Object.create(null);
-    for (const h of req.headers) if (h.name) headers[h.name.toLowerCase()] = h.value ?? '';
-    const ctx: EventContext = {
-      peer: this.peer,
-      verb: req.verb,
-      noun: req.noun,
-      query: parseQuery(req.query),
-      rawQuery: req.query,
-      headers,
-      signal: controller.signal,
-      requestId: id,
-    };
     if (req.notify) {
       // Notifications reach the handler one at a time, in the order sent.
       this.notifications = this.notifications.then(() => this.handle(req, ctx, entry, bodyStream));
@@ -645,7 +641,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       const entry = this.incoming.get(id);
       if (entry) {
         this.finishIncoming(id, entry);
-        entry.controller.abort(err);
+        entry.ctx.abort(err);
       }
       this.inbound.get(id)?.destroy(err);
       this.outbound.get(id)?.stop(err);
@@ -739,19 +735,6 @@ function describeFrame(frame: FrameInit): Record<string, unknown> {
 
 function destroyBody(stream: AsyncIterable<unknown> | undefined): void {
   if (stream && typeof (stream as Readable).destroy === 'function') (stream as Readable).destroy();
-}
-
-/** Parses a raw query string; a key given twice maps to an array of values. */
-export function parseQuery(raw: string): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = Object.create(null);
-  if (!raw) return out;
-  for (const [key, value] of new URLSearchParams(raw)) {
-    const prev = out[key];
-    if (prev === undefined) out[key] = value;
-    else if (Array.isArray(prev)) prev.push(value);
-    else out[key] = [prev, value];
-  }
-  return out;
 }
 
 /** The JSON body of an error answered by RestPipe itself. */
