@@ -35,6 +35,7 @@ import {
   killAll,
   mdTable,
   median,
+  procCpu,
   procMem,
   rssSampler,
   sleep,
@@ -381,7 +382,13 @@ function tcpCounters(port) {
   // Server-side sockets of the pipe: TCP payload bytes and segments, both ways.
   const out = tryExec('ss', ['-tinH', 'state', 'established', `( sport = :${port} )`]) ?? '';
   const sum = (k) => [...out.matchAll(new RegExp(`\\b${k}:(\\d+)`, 'g'))].reduce((a, m) => a + Number(m[1]), 0);
-  return { sockets: out.split('\n').filter((l) => /^\S/.test(l)).length, sent: sum('bytes_sent'), received: sum('bytes_received'), segsOut: sum('segs_out'), segsIn: sum('segs_in') };
+  return { sockets: out.split('\n').filter((l) => /^\S/.test(l)).length, sent: sum('bytes_sent'), received: sum('bytes_received'), segsOut: sum('segs_out'), segsIn: sum('segs_in'), dataSegs: sum('data_segs_out') + sum('data_segs_in') };
+}
+
+/** Host-wide count of connections dropped because a listen queue was full. */
+function listenOverflows() {
+  const out = tryExec('nstat', ['-az', 'TcpExtListenOverflows']) ?? '';
+  return Number(/TcpExtListenOverflows\s+(\d+)/.exec(out)?.[1] ?? NaN);
 }
 
 async function startFleets(n, mode, port, certs, keyPem) {
@@ -413,17 +420,23 @@ async function agents(n) {
     let server = await start();
     const base = await ask(server, 'mem');
     const fleets = await startFleets(n, 'restpipe', pipePort, certs, ids.agentKey.keyPem);
+    const ov0 = listenOverflows();
+    const cpu0 = procCpu(server.pid);
     const tc = performance.now();
     await Promise.all(fleets.map((f) => ask(f, 'start')));
     const count = async () => (await ask(server, 'clients')).clients;
     try {
       await waitUntil(async () => (await count()) >= n, { timeoutMs: deadline, intervalMs: 100, what: `${n} agents to connect` });
       row.rpConnectS = (performance.now() - tc) / 1000;
+      row.rpConnectCpuMs = ((procCpu(server.pid) - cpu0) / n) * 1000;
+      row.rpConnectOverflows = listenOverflows() - ov0;
     } catch {
       row.rpConnectS = NaN;
       row.rpConnectPartial = await count();
     }
-    log(`  RestPipe: ${fmtNum(await count())} connected in ${fmtNum(row.rpConnectS, 1)} s`);
+    const fs1 = await Promise.all(fleets.map((f) => ask(f, 'status')));
+    row.rpConnectFailures = fs1.reduce((a, s) => a + s.failures, 0);
+    log(`  RestPipe: ${fmtNum(await count())} connected in ${fmtNum(row.rpConnectS, 1)} s; server CPU ${fmtNum(row.rpConnectCpuMs, 2)} ms per agent; ${fmtNum(row.rpConnectFailures)} failed attempts, ${fmtNum(row.rpConnectOverflows)} listen-queue overflows (host-wide)`);
     await sleep(3000);
     const mem = await ask(server, 'mem');
     row.rpBaseRss = base.rss;
@@ -443,28 +456,34 @@ async function agents(n) {
     const payload = b.sent - a.sent + (b.received - a.received);
     const segs = b.segsOut - a.segsOut + (b.segsIn - a.segsIn);
     row.idleSockets = b.sockets;
-    row.idlePayloadPerDay = (payload / n) * (86400 / win);
-    row.idleWirePerDay = ((payload + segs * 52) / n) * (86400 / win);
-    row.idleSegsPerMin = (segs / n) * (60 / win);
-    log(`  idle ${win.toFixed(0)} s over ${b.sockets} sockets: ${fmtBytes(row.idlePayloadPerDay)}/agent/day TLS payload, ${fmtBytes(row.idleWirePerDay)}/agent/day with IP+TCP headers (${row.idleSegsPerMin.toFixed(1)} segments/agent/min)`);
+    const socks = Math.max(1, Math.min(a.sockets, b.sockets));
+    if (socks !== n) notes.push(`Idle traffic at ${n} agents was measured over ${socks} sockets (ss saw ${a.sockets} then ${b.sockets}).`);
+    row.idlePayloadPerDay = (payload / socks) * (86400 / win);
+    row.idleWirePerDay = ((payload + segs * 52) / socks) * (86400 / win);
+    row.idleSegsPerMin = (segs / socks) * (60 / win);
+    row.idleDataSegsPerMin = ((b.dataSegs - a.dataSegs) / socks) * (60 / win);
+    log(`  idle ${win.toFixed(0)} s over ${b.sockets} sockets: ${fmtBytes(row.idlePayloadPerDay)}/agent/day TLS payload, ${fmtBytes(row.idleWirePerDay)}/agent/day with IP+TCP headers (${row.idleSegsPerMin.toFixed(1)} segments/agent/min, ${row.idleDataSegsPerMin.toFixed(1)} of them with data)`);
 
     // Kill the server and start it again; time until every agent is back.
     const tk = performance.now();
     server.expectedExit = true;
     server.kill('SIGKILL');
     await server.exited;
+    const ov1 = listenOverflows();
     server = await start();
     row.rpRestartListenS = (performance.now() - tk) / 1000;
     try {
       await waitUntil(async () => (await count()) >= n, { timeoutMs: deadline, intervalMs: 100, what: `${n} agents to come back` });
       row.rpBackS = (performance.now() - tk) / 1000;
+      row.rpBackCpuMs = (procCpu(server.pid) / n) * 1000;
+      row.rpBackOverflows = listenOverflows() - ov1;
     } catch {
       row.rpBackS = NaN;
       row.rpBackPartial = await count();
     }
     const fs2 = await Promise.all(fleets.map((f) => ask(f, 'status')));
     row.reconnectFailures = fs2.reduce((a, s) => a + s.failures, 0);
-    log(`  server killed and restarted (listening after ${row.rpRestartListenS.toFixed(1)} s): ${fmtNum(await count())} back after ${fmtNum(row.rpBackS, 1)} s (${fmtNum(row.reconnectFailures)} failed attempts meanwhile)`);
+    log(`  server killed and restarted (listening after ${row.rpRestartListenS.toFixed(1)} s): ${fmtNum(await count())} back after ${fmtNum(row.rpBackS, 1)} s (${fmtNum(row.reconnectFailures - row.rpConnectFailures)} failed attempts meanwhile, ${fmtNum(row.rpBackOverflows)} listen-queue overflows; the new server used ${fmtNum(row.rpBackCpuMs, 2)} ms CPU per agent, start-up included)`);
     for (const f of fleets) await stopChild(f);
     await stopChild(server);
   }
@@ -479,12 +498,14 @@ async function agents(n) {
     await waitForPort(port);
     const base = await ask(bare, 'mem');
     const fleets = await startFleets(n, 'bare', port, certs, ids.agentKey.keyPem);
+    const cpu0 = procCpu(bare.pid);
     const tc = performance.now();
     await Promise.all(fleets.map((f) => ask(f, 'start')));
     const count = async () => (await ask(bare, 'clients')).clients;
     try {
       await waitUntil(async () => (await count()) >= n, { timeoutMs: deadline, intervalMs: 100, what: `${n} bare connections` });
       row.bareConnectS = (performance.now() - tc) / 1000;
+      row.bareConnectCpuMs = ((procCpu(bare.pid) - cpu0) / n) * 1000;
     } catch {
       row.bareConnectS = NaN;
     }
@@ -494,7 +515,7 @@ async function agents(n) {
     row.bareRss = mem.rss;
     row.barePerConn = (mem.rss - base.rss) / n;
     row.ratio = row.rpPerAgent / row.barePerConn;
-    log(`  bare Node mTLS server: ${fmtNum(await count())} connected in ${fmtNum(row.bareConnectS, 1)} s; RSS ${fmtBytes(base.rss)} → ${fmtBytes(mem.rss)}: ${fmtBytes(row.barePerConn)} per connection; RestPipe/bare = ${fmtRatio(row.ratio)}`);
+    log(`  bare Node mTLS server: ${fmtNum(await count())} connected in ${fmtNum(row.bareConnectS, 1)} s (server CPU ${fmtNum(row.bareConnectCpuMs, 2)} ms per connection); RSS ${fmtBytes(base.rss)} → ${fmtBytes(mem.rss)}: ${fmtBytes(row.barePerConn)} per connection; RestPipe/bare = ${fmtRatio(row.ratio)}`);
     for (const f of fleets) await stopChild(f);
     await stopChild(bare);
   }
@@ -598,17 +619,18 @@ function report(seconds) {
     const rows = results.agents.map((a) => [
       fmtNum(a.n),
       Number.isFinite(a.rpConnectS) ? fmtNum(a.rpConnectS, 1) : `${a.rpConnectPartial} only`,
+      Number.isFinite(a.bareConnectS) ? fmtNum(a.bareConnectS, 1) : '–',
+      `${fmtNum(a.rpConnectCpuMs, 2)} / ${fmtNum(a.bareConnectCpuMs, 2)}`,
       fmtBytes(a.rpPerAgent),
       fmtBytes(a.barePerConn),
       fmtRatio(a.ratio),
-      Number.isFinite(a.bareConnectS) ? fmtNum(a.bareConnectS, 1) : '–',
       Number.isFinite(a.rpBackS) ? fmtNum(a.rpBackS, 1) : `${a.rpBackPartial} only`,
       fmtBytes(a.idlePayloadPerDay),
       fmtBytes(a.idleWirePerDay),
     ]);
     both(
       'Idle agents at scale (one RestPipe server, default settings)',
-      ['agents', 'connect all s', 'server RSS/agent', 'bare mTLS RSS/conn', 'RP/bare', 'bare connect s', 'all back after restart s', 'idle TLS bytes/agent/day', 'idle IP bytes/agent/day'],
+      ['agents', 'RP connect all s', 'bare connect all s', 'server CPU ms/conn RP / bare', 'server RSS/agent', 'bare mTLS RSS/conn', 'RP/bare', 'all back after restart s', 'idle TLS bytes/agent/day', 'idle IP bytes/agent/day'],
       rows,
     );
   }

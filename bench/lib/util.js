@@ -210,7 +210,7 @@ export function which(cmd) {
 /** Output of a command, or undefined when it fails. */
 export function tryExec(cmd, args) {
   try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 30 });
   } catch (err) {
     return err.stdout || err.stderr ? `${err.stdout ?? ''}${err.stderr ?? ''}` : undefined;
   }
@@ -230,3 +230,15 @@ export function textTable(header, rows) {
   const line = (r) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
   return [line(all[0]), w.map((n) => '─'.repeat(n)).join('  '), ...all.slice(1).map(line)].join('\n');
 }
+
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+export function procCpu(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+const CLOCK_TICKS = Number(tryExec('getconf', ['CLK_TCK'])?.trim()) || 100;
