@@ -22,42 +22,13 @@ set -euo pipefail
 
 program="$(basename -- "$0")"
 root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
+# shellcheck source=lib/common.sh
+source "$root/scripts/lib/common.sh"
+
+find_node
+require_built server/dist/cli.js client/dist/cli.js certs-tool/dist/cli.js
+dev_identities "${RP_DEV_DIR:-$root/.dev}"
 dev="${RP_DEV_DIR:-$root/.dev}"
-node="${RP_NODE:-$(command -v node || true)}"
-
-fail() {
-  printf '%s: %s\n' "$program" "$*" >&2
-  exit 2
-}
-
-[[ -n $node && -x $node ]] || fail "node not found: install Node.js 20.19 or newer, or set RP_NODE to its path"
-for built in server/dist/cli.js client/dist/cli.js certs-tool/dist/cli.js; do
-  [[ -f $root/$built ]] || fail "$root/$built is missing: build first (npm ci, or npx tsc -b, in $root)"
-done
-
-# Dev identities, made once (under a lock: the other dev script may be starting too).
-make_dev_identities() {
-  [[ -f $dev/server/restpipe.server.crt.pem && -f $dev/client/restpipe.client.crt.pem ]] && return 0
-  printf '%s: making dev identities in %s\n' "$program" "$dev" >&2
-  local ids="$dev/identities"
-  certs() { "$node" "$root/certs-tool/dist/cli.js" "$@" >/dev/null; }
-  rm -rf -- "$ids" "$dev/server" "$dev/client"
-  certs create-ca --out "$ids" --name "RestPipe Dev CA"
-  certs create-server --out "$ids" --name localhost --dns localhost --ip 127.0.0.1
-  certs create-client --out "$ids" --name dev-client
-  certs set-identity server --dir "$dev/server" --key "$ids/server.key.pem" --cert "$ids/server.crt.pem" --ca "$ids/ca.crt.pem"
-  certs set-identity client --dir "$dev/client" --key "$ids/dev-client.key.pem" --cert "$ids/dev-client.crt.pem" --ca "$ids/ca.crt.pem"
-}
-mkdir -p -- "$dev"
-if command -v flock >/dev/null; then
-  exec 9>"$dev/.lock"
-  flock 9
-  make_dev_identities
-  flock -u 9
-  exec 9>&-
-else
-  make_dev_identities
-fi
 
 export DEBUG="${DEBUG:-1}"
 export RP_STATSD_HOST="${RP_STATSD_HOST-}"
@@ -66,14 +37,9 @@ export RP_SERVER_BIND_INTERFACE="${RP_SERVER_BIND_INTERFACE:-127.0.0.1}"
 export RP_SERVER_BIND_PORT="${RP_SERVER_BIND_PORT:-1234}"
 export RP_SERVER_GATEWAY_HOST="${RP_SERVER_GATEWAY_HOST:-127.0.0.1}"
 export RP_SERVER_GATEWAY_PORT="${RP_SERVER_GATEWAY_PORT:-8002}"
-if [[ -n ${RP_SERVER_GATEWAY_SOCKET:-} ]]; then
-  mkdir -p -- "$(dirname -- "$RP_SERVER_GATEWAY_SOCKET")"
-  where="unix:$RP_SERVER_GATEWAY_SOCKET"
-else
-  where="http://$RP_SERVER_GATEWAY_HOST:$RP_SERVER_GATEWAY_PORT"
-fi
+where="$(gateway_where "${RP_SERVER_GATEWAY_SOCKET:-}" "$RP_SERVER_GATEWAY_HOST" "$RP_SERVER_GATEWAY_PORT")"
 
 printf '%s: pipe on %s:%s, gateway on %s; try: curl %s/client/dev-client/time\n' "$program" \
   "$RP_SERVER_BIND_INTERFACE" "$RP_SERVER_BIND_PORT" "$where" \
-  "$([[ $where == unix:* ]] && printf -- '--unix-socket %s http://localhost' "$RP_SERVER_GATEWAY_SOCKET" || printf '%s' "$where")" >&2
+  "$(curl_base "$where")" >&2
 exec "$node" "$root/server/dist/cli.js"

@@ -5,22 +5,14 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, expect, it } from 'vitest';
-import { closeAll, onClose } from './helpers/pipe.js';
+import { closeAll, freePort, onClose } from './helpers/pipe.js';
 
 afterEach(closeAll);
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 it('runs the quick start and every printed curl line answers', async () => {
   const root = fileURLToPath(new URL('..', import.meta.url));

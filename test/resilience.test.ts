@@ -5,7 +5,6 @@
  * either node under load.
  */
 import { execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClientConnectionStateEvents, ClientEventHandler, type ClientStatusEvent } from '@restpipe/client';
 import { ServerEventHandler } from '@restpipe/server';
@@ -14,18 +13,10 @@ import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLIENT_CLI, SERVER_CLI, installedIdentity, spawnNode } from './helpers/node-process.js';
 import { testPki } from './helpers/identities.js';
-import { TEST_ENV, closeAll, httpClient, onClose, startClient, startPair, startServer, waitFor } from './helpers/pipe.js';
+import { TEST_ENV, closeAll, freePort, httpClient, onClose, startClient, startPair, startServer, waitFor } from './helpers/pipe.js';
 
 afterEach(closeAll);
 
-/** A port that was free a moment ago, for a server that must come back on the same port. */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 class SlowServerHandler extends ServerEventHandler {
   started: EventContext[] = [];
@@ -144,8 +135,8 @@ describe('deadlines and cancellation', () => {
     expect((await slow).status).toBe(200);
     // The same connection all along: no heartbeat timeout while the handler slept.
     expect(client.exchange).toBe(exchange);
-    expect(server.registry.get('agent-1')).toBeDefined();
-    expect(exchange?.rttMs).toBeGreaterThanOrEqual(0);
+    // Heartbeats kept flowing: the server (which pings first) measured round trips.
+    expect(server.registry.get('agent-1')?.rttMs).toBeGreaterThanOrEqual(0);
   });
 });
 

@@ -15,6 +15,7 @@ import {
   SERVER_AUTH_OID,
   ShuttingDownError,
   allowsUsage,
+  callHook,
   certificateName,
   createGateway,
   listenGateway,
@@ -313,15 +314,9 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
   }
 
   private callHook(name: string, call: () => void | Promise<void>): void {
-    try {
-      const result = call();
-      if (result && typeof (result as Promise<void>).catch === 'function') {
-        (result as Promise<void>).catch((err: unknown) => this.log.error({ err, hook: name }, 'a connection hook threw'));
-      }
-    } catch (err) {
-      this.log.error({ err, hook: name }, 'a connection hook threw');
-    }
+    callHook(this.log, name, call);
   }
+
 
   /**
    * Stops: the gateway takes no new requests, the server gets GoAway,

@@ -13,6 +13,7 @@ import {
   UnknownClientError,
   CountingStats,
   allowsUsage,
+  callHook,
   certificateName,
   createGateway,
   listenGateway,
@@ -236,15 +237,9 @@ export class RestPipeServer extends EventEmitter<{ connection: [ClientConnection
   }
 
   private callHook(name: string, call: () => void | Promise<void>): void {
-    try {
-      const result = call();
-      if (result && typeof (result as Promise<void>).catch === 'function') {
-        (result as Promise<void>).catch((err: unknown) => this.log.error({ err, hook: name }, 'a connection hook threw'));
-      }
-    } catch (err) {
-      this.log.error({ err, hook: name }, 'a connection hook threw');
-    }
+    callHook(this.log, name, call);
   }
+
 
   /**
    * Stops: the gateway takes no new requests, every client gets GoAway,

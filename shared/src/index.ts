@@ -51,3 +51,4 @@ export { loadClass } from './handler-loader.js';
 export { createLogger, type Logger } from './logger.js';
 export { runNodeMain, EXIT_CONFIG, EXIT_FAILURE, type RunningNode } from './node-main.js';
 export { createInProcessPair, duplexPair, type InProcessPair, type InProcessPairOptions, type PairTarget, type PairReply, type PairRequestOptions } from './in-process-pair.js';
+export { callHook } from './call-hook.js';

@@ -6,6 +6,7 @@
 import { RestPipeClient, loadClientConfig, type ClientEventHandler, type ClientConnectionStateEvents } from '@restpipe/client';
 import { RestPipeServer, loadServerConfig, type ServerEventHandler, type ServerConnectionStateEvents } from '@restpipe/server';
 import { nullStats, type Stats, type TlsIdentity } from '@restpipe/shared';
+import { createServer } from 'node:net';
 import { pino } from 'pino';
 import { Agent, request } from 'undici';
 import { testPki } from './identities.js';
@@ -100,6 +101,15 @@ export async function startPair(setup: { server?: ServerSetup; client?: ClientSe
   const client = await startClient(server, setup.client);
   await waitFor(() => server.registry.get(setup.client?.name ?? 'agent-1')?.ready === true);
   return { server, client };
+}
+
+/** A port that was free a moment ago, for a node that must come back on the same port or a child given a fixed one. */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as { port: number };
+  await new Promise((r) => srv.close(r));
+  return port;
 }
 
 /** Polls `check` every 10 ms until it is true; throws after `timeoutMs`. */
