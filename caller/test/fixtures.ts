@@ -22,8 +22,8 @@ export function callerFor(gateway: GatewayLocation | undefined, opts?: CallerOpt
   return caller;
 }
 
-/** `total` deterministic bytes in 256 KiB pieces. */
-export function pattern(total: number): Readable {
+/** `total` deterministic bytes in 256 KiB pieces; `onPush` sees the bytes produced so far. */
+export function pattern(total: number, onPush?: (produced: number) => void): Readable {
   let sent = 0;
   let seed = 1;
   return new Readable({
@@ -36,6 +36,7 @@ export function pattern(total: number): Readable {
         buf.writeUInt32LE(seed, i);
       }
       sent += n;
+      onPush?.(sent);
       this.push(buf);
     },
   });
@@ -68,6 +69,8 @@ export class TestServerHandler extends ServerEventHandler {
   signals: AbortSignal[] = [];
   notes: unknown[] = [];
   gate: Promise<void> = Promise.resolve();
+  /** Bytes `get_big` has produced so far. */
+  bigProduced = 0;
 
   get_time() {
     return { time_from_server: Date.now() / 1000 };
@@ -109,7 +112,7 @@ export class TestServerHandler extends ServerEventHandler {
     throw new TypeError('the disk is on fire');
   }
   get_big(_ctx: EventContext, _post: PostData, mib: string) {
-    return ['application/octet-stream', 0, pattern(Number(mib) * MiB)];
+    return ['application/octet-stream', 0, pattern(Number(mib) * MiB, (n) => (this.bigProduced = n))];
   }
   get_big_fail() {
     throw new RangeError('no such file');
