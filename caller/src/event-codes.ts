@@ -7,6 +7,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 
+/** Event codes by name: 0 ok, 240–246 RestPipe's own, 251 the handler threw, 255 no handler. */
 export const EventCode = {
   /** The handler ran and answered. */
   OK: 0,
