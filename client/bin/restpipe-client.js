@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// The restpipe-client executable: the compiled CLI (npm ci builds dist/ after linking this file).
+import '../dist/cli.js';
