@@ -52,6 +52,20 @@ describe('architecture', () => {
   }
 });
 
+describe('executables', () => {
+  // npm links bins at install, before `prepare` builds dist/: a bin must exist without a build.
+  it('every bin is a committed, executable wrapper outside dist/', () => {
+    for (const pkg of Object.keys(ALLOWED)) {
+      const manifest = JSON.parse(readFileSync(join(root, pkg, 'package.json'), 'utf8')) as { bin?: Record<string, string> };
+      for (const [name, target] of Object.entries(manifest.bin ?? {})) {
+        expect(target, name).not.toMatch(/dist\//);
+        const mode = statSync(join(root, pkg, target)).mode;
+        expect(mode & 0o111, `${name} is executable`).not.toBe(0);
+      }
+    }
+  });
+});
+
 describe('documentation', () => {
   const readme = readFileSync(join(root, 'README.md'), 'utf8');
 
