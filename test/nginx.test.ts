@@ -137,15 +137,28 @@ describe.runIf(!haveNginx && onCi)('nginx on CI', () => {
 const CLIENT_NAME = 'branch-nginx';
 /**
  * Bodies POSTed through nginx and the pipe and echoed back, compared by sha256.
- * They are generated and hashed as streams, never held whole, so a size above
- * RP_MAX_BODY_BYTES can be added here once streamed bodies land (with a
- * streaming echo handler in handlerModule()).
+ * They are generated and hashed as streams, never held whole; bodies above
+ * RP_MAX_BODY_BYTES go to the streaming echo handler (post_stream_echo).
  */
 const BODY_SIZES = [4 * MiB];
 
 /** The handlers both nodes run (RP_EVENT_HANDLER_FQ_CLASS): the examples plus what the tests need. */
 function handlerModule(dir: string): { server: string; client: string } {
   const methods = `
+  static streamedBodies = ['put_hash'];
+  async put_hash(_ctx, post) {
+    const hash = (await import('node:crypto')).createHash('sha256');
+    let bytes = 0;
+    for await (const chunk of post.stream) { hash.update(chunk); bytes += chunk.length; }
+    return { sha256: hash.digest('hex'), bytes };
+  }
+  get_zeros(_ctx, _post, size) {
+    const total = Number(size);
+    const piece = Buffer.alloc(256 * 1024);
+    return ['application/octet-stream', 0, (async function* () {
+      for (let left = total; left > 0; left -= piece.length) yield left >= piece.length ? piece : piece.subarray(0, left);
+    })()];
+  }
   get_forwarded(ctx) {
     const h = ctx.headers;
     return { xff: h['x-forwarded-for'] ?? null, host: h.host ?? null, realIp: h['x-real-ip'] ?? null, proto: h['x-forwarded-proto'] ?? null };
@@ -377,6 +390,25 @@ describe.skipIf(!haveNginx)(`through a real nginx${haveNginx ? '' : ` (skipped: 
       }, 30_000);
     }
   }
+
+  it('64 MiB streams through nginx and the pipe each way: an upload to a streaming handler, a download from one', async () => {
+    const size = 64 * MiB;
+    for (const base of [`${clientSite}/server`, `${serverSite}/client/${CLIENT_NAME}`]) {
+      const sent = createHash('sha256');
+      const up = await request(`${base}/hash`, { method: 'PUT', body: Readable.from(randomStream(size, sent)), dispatcher: agent });
+      expect(up.statusCode, `${base}\n${logs()}`).toBe(200);
+      expect(await up.body.json()).toEqual({ sha256: sent.digest('hex'), bytes: size });
+      const down = await request(`${base}/zeros//${size}`, { dispatcher: agent });
+      expect(down.statusCode).toBe(200);
+      let bytes = 0;
+      let nonZero = 0;
+      for await (const chunk of down.body) {
+        bytes += (chunk as Buffer).length;
+        for (const b of chunk as Buffer) nonZero |= b;
+      }
+      expect({ bytes, nonZero }).toEqual({ bytes: size, nonZero: 0 });
+    }
+  }, 60_000);
 
   it("a body over RP_MAX_BODY_BYTES gets the gateway's 413 with code 241, not nginx's", async () => {
     const res = await echo(`${clientSite}/server/echo`, DEFAULTS.maxBodyBytes + 1, 'content-length');
