@@ -42,6 +42,9 @@ import {
   startChild,
   stopChild,
   textTable,
+  unexpectedExits,
+  foreignCpu,
+  waitQuiet,
   tryExec,
   waitForPort,
   waitUntil,
@@ -65,6 +68,7 @@ const HELP = `usage: npm run bench -- [options]
   --agents-per-process N agents per fleet process (2500)
   --idle-window S        seconds of idle traffic measured per agent count (20)
   --profile-seconds S    seconds of CPU profile under load (8); 0 skips
+  --quiet-wait S         before each load, wait up to S s for other processes to leave the CPU (20); 0 never waits
   --only LIST / --skip LIST   sections: throughput,latency,stream,agents,profile
   --quick                1 round, short loads, 300 agents, 256 MiB streams (smoke run)
   --out FILE             report file (docs/benchmarks.md for a full run, else bench/out/benchmarks.md)
@@ -103,6 +107,7 @@ const o = {
   perProcess: Number(opt('agents-per-process', 2500)),
   idleWindow: Number(opt('idle-window', quick ? 6 : 20)),
   profileSeconds: Number(opt('profile-seconds', quick ? 3 : 8)),
+  quietWait: Number(opt('quiet-wait', 20)),
 };
 const ALL_SECTIONS = ['throughput', 'latency', 'stream', 'agents', 'profile'];
 const only = opt('only', undefined);
@@ -139,6 +144,27 @@ const notes = [];
 const log = (s) => console.log(s);
 const step = (s) => console.log(`\n▸ ${s}`);
 
+/**
+ * Runs one measurement when the machine is quiet, and records how many cores
+ * processes outside the bench used meanwhile; a measurement disturbed by more
+ * than 0.3 cores is taken once more.
+ */
+const disturbed = [];
+async function measured(what, fn) {
+  for (let attempt = 0; ; attempt++) {
+    if (o.quietWait > 0) await waitQuiet({ maxMs: o.quietWait * 1000 });
+    const f = foreignCpu();
+    const r = await fn();
+    r.foreign = f.cores();
+    if (r.foreign <= 0.3) return r;
+    if (attempt >= 1) {
+      disturbed.push(`${what} (${r.foreign.toFixed(2)} cores)`);
+      return r;
+    }
+    log(`  (other processes used ${r.foreign.toFixed(2)} cores during ${what}; measuring it again)`);
+  }
+}
+
 let cleaning = false;
 async function cleanup(code) {
   if (cleaning) return;
@@ -148,6 +174,12 @@ async function cleanup(code) {
   if (code !== undefined) process.exit(code);
 }
 process.on('SIGINT', () => cleanup(130));
+for (const ev of ['uncaughtException', 'unhandledRejection']) {
+  process.on(ev, (err) => {
+    console.error(`\nbench crashed: ${err?.stack ?? err}`);
+    cleanup(1);
+  });
+}
 process.on('SIGTERM', () => cleanup(143));
 
 for (const script of ['server/dist/cli.js', 'client/dist/cli.js']) {
@@ -187,6 +219,8 @@ try {
 }
 await stopChild(loader);
 const seconds = (Date.now() - started) / 1000;
+if (disturbed.length) notes.push(`Other processes on the machine used more than 0.3 cores during ${disturbed.length} measurement(s), even when taken again: ${disturbed.join('; ')}.`);
+for (const e of unexpectedExits) notes.push(`A process ${e}; figures measured after that are not valid.`);
 report(seconds);
 await cleanup();
 
@@ -244,11 +278,11 @@ async function throughput(paths) {
       // Alternate the order of the paths from round to round.
       const order = paths.map((_, i) => paths[(i + r) % paths.length]);
       for (const p of order) {
-        const res = await ask(loader, 'closed', { url: p.url, connections: c, seconds: o.duration, warmupSeconds: o.warmup });
+        const res = await measured(`${p.label} at ${c} connections`, () => ask(loader, 'closed', { url: p.url, connections: c, seconds: o.duration, warmupSeconds: o.warmup }));
         const k = `${p.id}/${c}`;
         if (!runs.has(k)) runs.set(k, []);
         runs.get(k).push(res);
-        log(`  round ${r + 1} c=${String(c).padStart(3)} ${p.label.padEnd(24)} ${fmtNum(res.rps).padStart(7)} req/s  p50 ${fmtMs(res.p50)} ms  p99 ${fmtMs(res.p99)} ms${res.non2xx || res.errors ? `  (non-2xx ${res.non2xx}, errors ${res.errors})` : ''}`);
+        log(`  round ${r + 1} c=${String(c).padStart(3)} ${p.label.padEnd(24)} ${fmtNum(res.rps).padStart(7)} req/s  p50 ${fmtMs(res.p50)} ms  p99 ${fmtMs(res.p99)} ms${res.non2xx || res.errors ? `  (non-2xx ${res.non2xx}, errors ${res.errors})` : ''}${res.foreign > 0.1 ? `  [others used ${res.foreign.toFixed(2)} cores]` : ''}`);
       }
     }
   }
@@ -275,10 +309,10 @@ async function fixedRate(paths) {
   for (let r = 0; r < o.rounds; r++) {
     const order = paths.map((_, i) => paths[(i + r) % paths.length]);
     for (const p of order) {
-      const res = await ask(loader, 'rate', { url: p.url, rate: o.rate, seconds: o.rateSeconds, warmupSeconds: 1, connections: 32 });
+      const res = await measured(`${p.label} at ${o.rate} req/s`, () => ask(loader, 'rate', { url: p.url, rate: o.rate, seconds: o.rateSeconds, warmupSeconds: 1, connections: 32 }));
       if (!runs.has(p.id)) runs.set(p.id, []);
       runs.get(p.id).push(res);
-      log(`  round ${r + 1} ${p.label.padEnd(24)} ${fmtNum(res.achievedRps)} req/s  p50 ${fmtMs(res.p50)} ms  p99 ${fmtMs(res.p99)} ms  p99.9 ${fmtMs(res.p999)} ms${res.non2xx || res.errors ? `  (non-2xx ${res.non2xx}, errors ${res.errors})` : ''}`);
+      log(`  round ${r + 1} ${p.label.padEnd(24)} ${fmtNum(res.achievedRps)} req/s  p50 ${fmtMs(res.p50)} ms  p99 ${fmtMs(res.p99)} ms  p99.9 ${fmtMs(res.p999)} ms${res.non2xx || res.errors ? `  (non-2xx ${res.non2xx}, errors ${res.errors})` : ''}${res.foreign > 0.1 ? `  [others used ${res.foreign.toFixed(2)} cores]` : ''}`);
     }
   }
   for (const p of paths) {
@@ -345,9 +379,13 @@ async function streaming() {
   const rpBase = { client: procMem(client.pid).rss, server: procMem(server.pid).rss };
   for (const dir of ['upload', 'download']) {
     const url = dir === 'upload' ? `http://127.0.0.1:${cgw}/server/sink` : `http://127.0.0.1:${cgw}/server/blob?bytes=${per}`;
-    const sampler = rssSampler([client.pid, server.pid]);
-    const r = await ask(loader, 'transfer', { url, method: dir === 'upload' ? 'POST' : 'GET', requestBytes: per, count }, 1_800_000);
-    const peak = sampler.stop();
+    let peak;
+    const r = await measured(`RestPipe ${dir}`, async () => {
+      const sampler = rssSampler([client.pid, server.pid]);
+      const x = await ask(loader, 'transfer', { url, method: dir === 'upload' ? 'POST' : 'GET', requestBytes: per, count }, 1_800_000);
+      peak = sampler.stop();
+      return x;
+    });
     out.rows.push({ path: 'RestPipe', dir, ...r, mbps: r.bytes / MiB / r.seconds, peakA: peak[client.pid], peakB: peak[server.pid], baseA: rpBase.client, baseB: rpBase.server, names: ['client node', 'server node'] });
     log(`  RestPipe ${dir.padEnd(8)} ${fmtBytes(r.bytes)} in ${r.seconds.toFixed(2)} s = ${fmtNum(r.bytes / MiB / r.seconds, 1)} MiB/s; peak RSS client ${fmtBytes(peak[client.pid])}, server ${fmtBytes(peak[server.pid])}  ${JSON.stringify(r.statuses)}`);
   }
@@ -366,9 +404,13 @@ async function streaming() {
   const stBase = { client: procMem(st.client.pid).rss, server: procMem(st.server.pid).rss };
   for (const dir of ['upload', 'download']) {
     const url = dir === 'upload' ? `http://127.0.0.1:${clientPort}/sink` : `http://127.0.0.1:${clientPort}/blob?bytes=${per}`;
-    const sampler = rssSampler([st.client.pid, st.server.pid]);
-    const r = await ask(loader, 'transfer', { url, method: dir === 'upload' ? 'POST' : 'GET', requestBytes: per, count }, 1_800_000);
-    const peak = sampler.stop();
+    let peak;
+    const r = await measured(`stunnel ${dir}`, async () => {
+      const sampler = rssSampler([st.client.pid, st.server.pid]);
+      const x = await ask(loader, 'transfer', { url, method: dir === 'upload' ? 'POST' : 'GET', requestBytes: per, count }, 1_800_000);
+      peak = sampler.stop();
+      return x;
+    });
     out.rows.push({ path: 'stunnel', dir, ...r, mbps: r.bytes / MiB / r.seconds, peakA: peak[st.client.pid], peakB: peak[st.server.pid], baseA: stBase.client, baseB: stBase.server, names: ['client stunnel', 'server stunnel'] });
     log(`  stunnel  ${dir.padEnd(8)} ${fmtBytes(r.bytes)} in ${r.seconds.toFixed(2)} s = ${fmtNum(r.bytes / MiB / r.seconds, 1)} MiB/s; peak RSS client ${fmtBytes(peak[st.client.pid])}, server ${fmtBytes(peak[st.server.pid])}  ${JSON.stringify(r.statuses)}`);
   }
@@ -420,6 +462,8 @@ async function agents(n) {
     let server = await start();
     const base = await ask(server, 'mem');
     const fleets = await startFleets(n, 'restpipe', pipePort, certs, ids.agentKey.keyPem);
+    if (o.quietWait > 0) await waitQuiet({ maxMs: o.quietWait * 1000 });
+    const fc = foreignCpu();
     const ov0 = listenOverflows();
     const cpu0 = procCpu(server.pid);
     const tc = performance.now();
@@ -430,12 +474,14 @@ async function agents(n) {
       row.rpConnectS = (performance.now() - tc) / 1000;
       row.rpConnectCpuMs = ((procCpu(server.pid) - cpu0) / n) * 1000;
       row.rpConnectOverflows = listenOverflows() - ov0;
+      row.rpConnectForeign = fc.cores();
     } catch {
       row.rpConnectS = NaN;
       row.rpConnectPartial = await count();
     }
     const fs1 = await Promise.all(fleets.map((f) => ask(f, 'status')));
     row.rpConnectFailures = fs1.reduce((a, s) => a + s.failures, 0);
+    for (const [k, what] of [['rpConnectForeign', 'connecting']]) if (row[k] > 0.3) disturbed.push(`${n} agents ${what} (${row[k].toFixed(2)} cores)`);
     log(`  RestPipe: ${fmtNum(await count())} connected in ${fmtNum(row.rpConnectS, 1)} s; server CPU ${fmtNum(row.rpConnectCpuMs, 2)} ms per agent; ${fmtNum(row.rpConnectFailures)} failed attempts, ${fmtNum(row.rpConnectOverflows)} listen-queue overflows (host-wide)`);
     await sleep(3000);
     const mem = await ask(server, 'mem');
@@ -465,6 +511,8 @@ async function agents(n) {
     log(`  idle ${win.toFixed(0)} s over ${b.sockets} sockets: ${fmtBytes(row.idlePayloadPerDay)}/agent/day TLS payload, ${fmtBytes(row.idleWirePerDay)}/agent/day with IP+TCP headers (${row.idleSegsPerMin.toFixed(1)} segments/agent/min, ${row.idleDataSegsPerMin.toFixed(1)} of them with data)`);
 
     // Kill the server and start it again; time until every agent is back.
+    if (o.quietWait > 0) await waitQuiet({ maxMs: o.quietWait * 1000 });
+    const fk = foreignCpu();
     const tk = performance.now();
     server.expectedExit = true;
     server.kill('SIGKILL');
@@ -477,6 +525,7 @@ async function agents(n) {
       row.rpBackS = (performance.now() - tk) / 1000;
       row.rpBackCpuMs = (procCpu(server.pid) / n) * 1000;
       row.rpBackOverflows = listenOverflows() - ov1;
+      row.rpBackForeign = fk.cores();
     } catch {
       row.rpBackS = NaN;
       row.rpBackPartial = await count();
@@ -498,6 +547,8 @@ async function agents(n) {
     await waitForPort(port);
     const base = await ask(bare, 'mem');
     const fleets = await startFleets(n, 'bare', port, certs, ids.agentKey.keyPem);
+    if (o.quietWait > 0) await waitQuiet({ maxMs: o.quietWait * 1000 });
+    const fb = foreignCpu();
     const cpu0 = procCpu(bare.pid);
     const tc = performance.now();
     await Promise.all(fleets.map((f) => ask(f, 'start')));
@@ -506,6 +557,7 @@ async function agents(n) {
       await waitUntil(async () => (await count()) >= n, { timeoutMs: deadline, intervalMs: 100, what: `${n} bare connections` });
       row.bareConnectS = (performance.now() - tc) / 1000;
       row.bareConnectCpuMs = ((procCpu(bare.pid) - cpu0) / n) * 1000;
+      row.bareConnectForeign = fb.cores();
     } catch {
       row.bareConnectS = NaN;
     }
@@ -518,6 +570,9 @@ async function agents(n) {
     log(`  bare Node mTLS server: ${fmtNum(await count())} connected in ${fmtNum(row.bareConnectS, 1)} s (server CPU ${fmtNum(row.bareConnectCpuMs, 2)} ms per connection); RSS ${fmtBytes(base.rss)} → ${fmtBytes(mem.rss)}: ${fmtBytes(row.barePerConn)} per connection; RestPipe/bare = ${fmtRatio(row.ratio)}`);
     for (const f of fleets) await stopChild(f);
     await stopChild(bare);
+  }
+  for (const [k, what] of [['rpConnectForeign', 'RestPipe connect'], ['rpBackForeign', 'RestPipe restart'], ['bareConnectForeign', 'bare connect']]) {
+    if (row[k] > 0.3) disturbed.push(`${fmtNum(n)} agents, ${what} (${row[k].toFixed(2)} cores)`);
   }
 }
 

@@ -1,7 +1,7 @@
 // Small helpers shared by the bench scripts: ports, child processes, waiting,
 // memory of a process from /proc, medians and formatting.
 import { spawn, execFileSync } from 'node:child_process';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -50,6 +50,8 @@ export async function waitUntil(check, { timeoutMs = 30_000, intervalMs = 50, wh
 }
 
 const children = new Set();
+/** Children that exited without the bench stopping them. */
+export const unexpectedExits = [];
 
 /**
  * Spawns a child and remembers it so `killAll()` can stop every child this
@@ -70,13 +72,16 @@ export function startChild(name, command, args, { env = process.env, ipc = false
     if (child.tail.length > 40) child.tail.splice(0, child.tail.length - 40);
     if (!quiet) for (const l of lines) process.stderr.write(`  [${name}] ${l}\n`);
   };
+  child.on('error', (err) => child.tail.push(`(child process error: ${err.message})`));
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
   child.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   child.on('exit', (code, signal) => {
     children.delete(child);
-    if (!child.expectedExit && code !== 0 && signal !== 'SIGTERM' && signal !== 'SIGKILL') {
-      process.stderr.write(`  ! ${name} exited unexpectedly (${signal ?? code}); last output:\n${child.tail.map((l) => `    ${l}`).join('\n')}\n`);
+    if (!child.expectedExit) {
+      const msg = `${name} exited unexpectedly (${signal ?? `code ${code}`})`;
+      unexpectedExits.push(msg);
+      process.stderr.write(`  ! ${msg}; last output:\n${child.tail.map((l) => `    ${l}`).join('\n')}\n`);
     }
   });
   children.add(child);
@@ -123,7 +128,17 @@ export function ask(child, cmd, args = {}, timeoutMs = 120_000) {
     };
     child.on('message', onMsg);
     child.once('exit', onExit);
-    child.send({ id, cmd, ...args });
+    if (!child.connected) {
+      cleanup();
+      reject(new Error(`${child.benchName} is gone (asked "${cmd}")`));
+      return;
+    }
+    child.send({ id, cmd, ...args }, (err) => {
+      if (err) {
+        cleanup();
+        reject(new Error(`${child.benchName}: cannot send "${cmd}": ${err.message}`));
+      }
+    });
   });
 }
 
@@ -242,3 +257,83 @@ export function procCpu(pid) {
   }
 }
 const CLOCK_TICKS = Number(tryExec('getconf', ['CLK_TCK'])?.trim()) || 100;
+
+// ------------------------------------------------------------------------
+// Other load on the machine. The bench shares the box with whatever else
+// runs (test suites of other checkouts, builds): it measures the CPU time the
+// machine spent outside this bench's process tree, so a noisy measurement can
+// be flagged, and it can wait for a quiet moment before each load.
+
+function readStat(pid) {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    // state ppid ... utime(11) stime(12) cutime(13) cstime(14)
+    return { ppid: Number(f[1]), own: Number(f[11]) + Number(f[12]), children: Number(f[13]) + Number(f[14]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU ticks used by this process tree so far (live descendants and reaped children). */
+function treeTicks() {
+  const all = new Map();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const st = readStat(d);
+    if (st) all.set(Number(d), st);
+  }
+  const kids = new Map();
+  for (const [pid, st] of all) {
+    if (!kids.has(st.ppid)) kids.set(st.ppid, []);
+    kids.get(st.ppid).push(pid);
+  }
+  let ticks = 0;
+  const stack = [process.pid];
+  while (stack.length) {
+    const pid = stack.pop();
+    const st = all.get(pid);
+    if (!st) continue;
+    ticks += st.own + (pid === process.pid ? st.children : 0);
+    for (const k of kids.get(pid) ?? []) stack.push(k);
+  }
+  // Reaped grandchildren count in their parent's cutime; a live child's own
+  // cutime is added too (e.g. nginx workers a master has reaped).
+  for (const k of kids.get(process.pid) ?? []) ticks += all.get(k)?.children ?? 0;
+  return ticks;
+}
+
+function machineTicks() {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal
+  return line[0] + line[1] + line[2] + line[5] + line[6] + (line[7] ?? 0);
+}
+
+/** A snapshot to measure foreign CPU between now and `.cores()`. */
+export function foreignCpu() {
+  const m0 = machineTicks();
+  const t0 = treeTicks();
+  const w0 = performance.now();
+  return {
+    /** Average cores used by processes outside the bench since the snapshot. */
+    cores() {
+      const secs = (performance.now() - w0) / 1000;
+      if (secs <= 0) return 0;
+      return Math.max(0, (machineTicks() - m0 - (treeTicks() - t0)) / CLOCK_TICKS / secs);
+    },
+  };
+}
+
+/**
+ * Waits (up to `maxMs`) until processes outside the bench use less than
+ * `threshold` cores over a `windowMs` window. Returns the last window's figure.
+ */
+export async function waitQuiet({ threshold = 0.15, maxMs = 30_000, windowMs = 500 } = {}) {
+  const until = Date.now() + maxMs;
+  for (;;) {
+    const f = foreignCpu();
+    await sleep(windowMs);
+    const c = f.cores();
+    if (c < threshold || Date.now() > until) return c;
+  }
+}
