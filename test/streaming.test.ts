@@ -91,6 +91,18 @@ class StreamServerHandler extends ServerEventHandler {
   get_time() {
     return { time_from_server: Date.now() / 1000 };
   }
+  get_trickle(_ctx: EventContext, _post: PostData, pieces: string, gapMs: string) {
+    return [
+      'application/octet-stream',
+      0,
+      (async function* () {
+        for (let i = 0; i < Number(pieces); i++) {
+          await sleep(Number(gapMs));
+          yield Buffer.alloc(100 * 1024, i);
+        }
+      })(),
+    ];
+  }
 }
 
 class StreamClientHandler extends ClientEventHandler {
@@ -177,6 +189,43 @@ describe('large bodies', () => {
     const big = await http('POST', `${client.gatewayAddress}/server/whole`, { body: Buffer.alloc(3 * MiB) });
     expect(big.status).toBe(413);
     expect(big.code).toBe(241);
+  });
+});
+
+/** An upload that sends `pieces` of 100 KiB with `gapMs` between them. */
+function trickle(pieces: number, gapMs: number): AsyncIterable<Buffer> {
+  return (async function* () {
+    for (let i = 0; i < pieces; i++) {
+      yield Buffer.alloc(100 * 1024, i);
+      await sleep(gapMs);
+    }
+  })();
+}
+
+describe('deadlines with streamed bodies', () => {
+  it('a body still flowing is progress: uploads and downloads longer than the deadline finish', async () => {
+    const { client } = await startPair({ server: { handler: new StreamServerHandler() } });
+    const agent = dedicatedAgent();
+    const headers = { 'x-restpipe-timeout-ms': '400' };
+    const up = await request(`${client.gatewayAddress}/server/upload`, { method: 'PUT', body: trickle(10, 100), headers, dispatcher: agent });
+    expect(up.statusCode).toBe(200);
+    expect(((await up.body.json()) as { bytes: number }).bytes).toBe(10 * 100 * 1024);
+    const down = await request(`${client.gatewayAddress}/server/trickle//10/100`, { headers, dispatcher: agent });
+    expect(down.statusCode).toBe(200);
+    expect(Buffer.from(await down.body.arrayBuffer()).length).toBe(10 * 100 * 1024);
+  });
+
+  it('an upload that stalls for longer than the deadline answers 504', async () => {
+    const { client } = await startPair({ server: { handler: new StreamServerHandler() } });
+    const stalled = (async function* () {
+      yield Buffer.alloc(100 * 1024);
+      await sleep(1500);
+      yield Buffer.alloc(100 * 1024);
+    })();
+    const res = await request(`${client.gatewayAddress}/server/upload`, { method: 'PUT', body: stalled, headers: { 'x-restpipe-timeout-ms': '300' }, dispatcher: dedicatedAgent() });
+    expect(res.statusCode).toBe(504);
+    expect(res.headers['x-event-return-code']).toBe('244');
+    await res.body.dump();
   });
 });
 

@@ -162,7 +162,11 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     this.decoder = new FrameDecoder(opts.limits.maxFrameBytes, (frame) => this.onFrame(frame));
     this.streamIO = {
       chunkBytes: opts.limits.streamChunkBytes,
-      sendChunk: (id, data, end) => this.send({ chunk: { id, data, end } }),
+      sendChunk: (id, data, end) => {
+        this.send({ chunk: { id, data, end } });
+        // A request body still flowing is progress: its deadline counts from the last chunk.
+        this.pending.get(id)?.timer?.refresh();
+      },
       sendCredit: (id, bytes) => this.trySend({ credit: { id, bytes } }),
       sendCancel: (id, reason) => {
         if (this._state !== 'closed') this.trySend({ cancel: { id, reason } });
@@ -253,8 +257,9 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       }
       this.pending.set(id, pending);
       req.onCancel?.((reason) => this.abandon(id, 'caller gone', reason));
-      const streamed = this.mustStream(req.body);
+      let streamed = false;
       try {
+        streamed = this.mustStream(req.body);
         this.send({
           request: {
             id,
@@ -567,6 +572,9 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       this.send({
         reply: { id, code: reply.code, mimetype: reply.mimetype, streaming: true, contentLength: reply.stream ? -1 : reply.body.length },
       });
+      // The deadline covered the wait for the reply; a long download is not late.
+      if (entry.timer) clearTimeout(entry.timer);
+      entry.timer = undefined;
       await this.startOutbound(id, reply.stream ?? reply.body, true);
     } catch (err) {
       this.log.debug({ err, peer: this.peer.name, id }, 'streamed reply stopped');
@@ -625,6 +633,8 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
 
   private onChunk(chunk: wire.Chunk): void {
     const stream = this.inbound.get(chunk.id);
+    // The handler's deadline, like the requester's, counts from the body's last chunk.
+    if (this.isPeerId(chunk.id)) this.incoming.get(chunk.id)?.timer?.refresh();
     if (!stream) {
       // Normal after a cancel: chunks already on the wire arrive late.
       this.stats.increment('chunks.unmatched');
