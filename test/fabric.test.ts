@@ -151,6 +151,16 @@ describe('connection events and status', () => {
     expect(Date.parse(String(events[0]?.data.time))).toBeGreaterThan(0);
   });
 
+  it('a server that stops ends its event streams instead of waiting for them', async () => {
+    const server = await startServer();
+    const agent = new Agent();
+    onClose(() => agent.close());
+    const res = await request(`${server.gatewayAddress}/_restpipe/events`, { dispatcher: agent });
+    const ended = res.body.text();
+    await server.close(0);
+    expect(await ended).toContain(': connected clients follow');
+  });
+
   it('status is 200 while the pipe is up and 503 while it is down, so it works as a health check', async () => {
     const { server, client } = await startPair({ client: { env: { RP_CLIENT_RECONNECT_INITIAL_S: '30' } } });
     const http = httpClient();

@@ -53,7 +53,7 @@ export interface ClientConnectionEvent {
   clients: number;
 }
 
-export class RestPipeServer extends EventEmitter<{ connection: [ClientConnectionEvent] }> {
+export class RestPipeServer extends EventEmitter<{ connection: [ClientConnectionEvent]; closing: [] }> {
   readonly config: ServerConfig;
   readonly registry: ClientRegistry;
   readonly log: Logger;
@@ -249,6 +249,7 @@ export class RestPipeServer extends EventEmitter<{ connection: [ClientConnection
     if (this.closing) return;
     this.closing = true;
     if (this.idleTimer) clearInterval(this.idleTimer);
+    this.emit('closing'); // ends event streams, which would otherwise hold the gateway open
     this.tlsServer.close();
     const drains = [...this.registry.entries()].map(([, exchange]) => exchange.drain('the server is shutting down', graceMs));
     await Promise.all([this.app?.close(), ...drains]);
@@ -276,10 +277,13 @@ function registerServerStatusRoutes(app: FastifyInstance, server: RestPipeServer
     // A comment line now and then keeps proxies from closing an idle stream.
     const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
     keepAlive.unref();
+    const end = () => res.end();
     const stop = () => {
       clearInterval(keepAlive);
       server.off('connection', send);
+      server.off('closing', end);
     };
+    server.once('closing', end);
     request.raw.once('close', stop);
     res.once('close', stop);
   });
