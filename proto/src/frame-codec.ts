@@ -64,7 +64,8 @@ function wellFormedStrings(frame: FrameInit): void {
     request.noun = wellFormed(request.noun);
     request.query = wellFormed(request.query);
     request.mimetype = wellFormed(request.mimetype);
-    if (request.args) request.args = request.args.map((a) => wellFormed(a) as string);
+    const args = request.args;
+    if (args) for (let i = 0; i < args.length; i++) args[i] = wellFormed(args[i]) as string;
     wellFormedHeaders(request.headers);
   } else if (reply) {
     reply.mimetype = wellFormed(reply.mimetype);
