@@ -32,5 +32,6 @@ const server = tls.createServer(
     });
   },
 );
-server.listen(Number(process.env.BARE_PORT), '127.0.0.1');
+// BARE_BACKLOG: listen backlog (Node's default is 511), for experiments.
+server.listen({ port: Number(process.env.BARE_PORT), host: '127.0.0.1', ...(process.env.BARE_BACKLOG ? { backlog: Number(process.env.BARE_BACKLOG) } : {}) });
 process.on('SIGTERM', () => process.exit(0));

@@ -195,6 +195,11 @@ export function fmtBytes(n) {
   return `${Math.round(n)} B`;
 }
 
+/** Decimal megabytes (the unit of the idle-traffic target). */
+export function fmtMB(n) {
+  return Number.isFinite(n) ? `${(n / 1e6).toFixed(2)} MB` : '–';
+}
+
 export function fmtNum(n, digits = 0) {
   if (!Number.isFinite(n)) return '–';
   return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
