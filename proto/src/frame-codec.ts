@@ -191,3 +191,46 @@ export type Cancel = restpipe.v1.Cancel;
 export type Ping = restpipe.v1.Ping;
 export type Pong = restpipe.v1.Pong;
 export type GoAway = restpipe.v1.GoAway;
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+function writeVarint(buf: Buffer, offset: number, n: number): number {
+  while (n >= 0x80) {
+    buf[offset++] = (n & 0x7f) | 0x80;
+    n = Math.floor(n / 128);
+  }
+  buf[offset++] = n;
+  return offset;
+}
+
+/**
+ * The bytes of a `Chunk` frame that come before its data: the length prefix,
+ * the Frame and Chunk headers, the id and the end flag. Write these, then the
+ * data as it is: a body chunk is never copied into an encoder's buffer. (The
+ * end flag precedes the data; protobuf decoders take fields in any order.)
+ */
+export function encodeChunkHeader(id: number, dataBytes: number, end: boolean, maxFrameBytes = DEFAULT_MAX_FRAME_BYTES): Buffer {
+  const chunkBytes = 1 + varintSize(id) + (end ? 2 : 0) + 1 + varintSize(dataBytes) + dataBytes;
+  const frameBytes = 1 + varintSize(chunkBytes) + chunkBytes;
+  if (frameBytes > maxFrameBytes) throw new FrameTooLargeError(frameBytes, maxFrameBytes);
+  const header = Buffer.allocUnsafe(varintSize(frameBytes) + frameBytes - dataBytes);
+  let o = writeVarint(header, 0, frameBytes);
+  header[o++] = 0x22; // Frame.chunk: field 4, length-delimited
+  o = writeVarint(header, o, chunkBytes);
+  header[o++] = 0x08; // Chunk.id: field 1, varint
+  o = writeVarint(header, o, id);
+  if (end) {
+    header[o++] = 0x18; // Chunk.end: field 3, varint
+    header[o++] = 1;
+  }
+  header[o++] = 0x12; // Chunk.data: field 2, length-delimited
+  writeVarint(header, o, dataBytes);
+  return header;
+}

@@ -2,6 +2,7 @@
 export {
   wire,
   encodeFrame,
+  encodeChunkHeader,
   FrameDecoder,
   PROTOCOL_VERSION,
   DEFAULT_MAX_FRAME_BYTES,

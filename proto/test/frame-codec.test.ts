@@ -13,6 +13,7 @@ import {
   PROTOCOL_VERSION,
   UnknownFrameError,
   encodeFrame,
+  encodeChunkHeader,
   type Frame,
   type FrameInit,
 } from '@restpipe/proto';
@@ -298,5 +299,34 @@ describe('strings the encoder cannot carry as they are', () => {
     decoder.push(Buffer.from(encodeFrame({ cancel: { id: 1, reason: text } })));
     expect(frames.map((f) => f.kind)).toEqual(['reply', 'cancel']);
     expect(frames[0]?.reply?.mimetype).toBe(text.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd'));
+  });
+});
+
+describe('encodeChunkHeader', () => {
+  it.each([
+    [1, 0, true],
+    [1, 5, false],
+    [127, 300, true],
+    [128, 65536, false],
+    [0xfffffffe, 70000, true],
+  ])('header + data decodes as the Chunk frame encodeFrame makes (id %i, %i bytes, end %s)', (id, size, end) => {
+    const data = Buffer.alloc(size, 0xab);
+    const fast = Buffer.concat([encodeChunkHeader(id, size, end), data]);
+    const frames: Frame[] = [];
+    const decoder = new FrameDecoder(1024 * 1024, (f) => frames.push(f));
+    decoder.push(fast);
+    decoder.push(Buffer.from(encodeFrame({ chunk: { id, data, end } })));
+    expect(frames).toHaveLength(2);
+    for (const f of frames) {
+      expect(f.kind).toBe('chunk');
+      expect(f.chunk?.id).toBe(id);
+      expect(f.chunk?.end ?? false).toBe(end);
+      expect(Buffer.from(f.chunk?.data ?? []).equals(data)).toBe(true);
+    }
+    if (!end) expect(fast.equals(Buffer.from(encodeFrame({ chunk: { id, data, end } })))).toBe(true);
+  });
+
+  it('refuses a chunk over the frame limit', () => {
+    expect(() => encodeChunkHeader(1, 2000, false, 1024)).toThrow(FrameTooLargeError);
   });
 });

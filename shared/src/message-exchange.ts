@@ -9,7 +9,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex, Readable } from 'node:stream';
-import { encodeFrame, FrameDecoder, PROTOCOL_VERSION, type Frame, type FrameInit } from '@restpipe/proto';
+import { encodeChunkHeader, encodeFrame, FrameDecoder, PROTOCOL_VERSION, type Frame, type FrameInit } from '@restpipe/proto';
 import type * as wire from '@restpipe/proto';
 import type { Logger } from 'pino';
 import { BodyTooLargeError, DeadlineExceededError, PipeBrokenError, ProtocolError, RestPipeError, ShuttingDownError } from './errors.js';
@@ -163,7 +163,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     this.streamIO = {
       chunkBytes: opts.limits.streamChunkBytes,
       sendChunk: (id, data, end) => {
-        this.send({ chunk: { id, data, end } });
+        this.sendChunk(id, data, end);
         // A request body still flowing is progress: its deadline counts from the last chunk.
         this.pending.get(id)?.timer?.refresh();
       },
@@ -706,17 +706,33 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     if (this._state === 'closed') throw this.closeError ?? new PipeBrokenError('the pipe is closed');
     const bytes = encodeFrame(frame, this.peerMaxFrameBytes);
     if (this.traceFrames) this.log.debug({ peer: this.peer.name, frame: describeFrame(frame), bytes: bytes.length }, 'frame sent');
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
-    }
+    this.corkForThisTick();
     this.socket.write(bytes);
     this.stats.increment('frames.sent');
     this.stats.increment('bytes.sent', bytes.length);
+  }
+
+  /** Writes a body chunk: its header, then the data as it is (no copy into an encoder). */
+  private sendChunk(id: number, data: Buffer, end: boolean): void {
+    if (this._state === 'closed') throw this.closeError ?? new PipeBrokenError('the pipe is closed');
+    const header = encodeChunkHeader(id, data.length, end, this.peerMaxFrameBytes);
+    if (this.traceFrames) this.log.debug({ peer: this.peer.name, frame: { kind: 'chunk', id, data: `${data.length} bytes`, end } }, 'frame sent');
+    this.corkForThisTick();
+    this.socket.write(header);
+    if (data.length > 0) this.socket.write(data);
+    this.stats.increment('frames.sent');
+    this.stats.increment('bytes.sent', header.length + data.length);
+  }
+
+  /** Corks the socket until the next tick, so the frames written meanwhile leave in one write. */
+  private corkForThisTick(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      this.socket.uncork();
+    });
   }
 
   /** `send` for frames whose loss is harmless (the pipe is closing anyway). */
