@@ -329,9 +329,14 @@ async function profile(paths) {
   const conns = 64;
   step(`CPU profile of both RestPipe nodes: ${rp.label}, ${conns} connections, ${o.profileSeconds} s`);
   const { server, client } = rp.nodes;
-  await Promise.all([ask(server, 'profile-start', { intervalUs: 250 }), ask(client, 'profile-start', { intervalUs: 250 })]);
-  const load = await ask(loader, 'closed', { url: rp.url, connections: conns, seconds: o.profileSeconds, warmupSeconds: 0 });
-  const [sp, cp] = await Promise.all([ask(server, 'profile-stop'), ask(client, 'profile-stop')]);
+  let sp;
+  let cp;
+  const load = await measured('the profiled load', async () => {
+    await Promise.all([ask(server, 'profile-start', { intervalUs: 250 }), ask(client, 'profile-start', { intervalUs: 250 })]);
+    const x = await ask(loader, 'closed', { url: rp.url, connections: conns, seconds: o.profileSeconds, warmupSeconds: 0 });
+    [sp, cp] = await Promise.all([ask(server, 'profile-stop'), ask(client, 'profile-stop')]);
+    return x;
+  });
   const sFile = join(outDir, 'server.cpuprofile');
   const cFile = join(outDir, 'client.cpuprofile');
   writeFileSync(sFile, JSON.stringify(sp));
