@@ -134,9 +134,10 @@ export class OutboundStream {
     try {
       if (Buffer.isBuffer(source)) {
         await this.sendBuffer(source);
+      } else if (source instanceof Readable) {
+        await this.pumpReadable(source);
       } else {
-        const pieces = source instanceof Readable ? source.iterator({ destroyOnReturn: this.destroySource }) : source;
-        for await (const piece of pieces) {
+        for await (const piece of source) {
           await this.sendBuffer(toBuffer(piece));
         }
       }
@@ -148,7 +149,55 @@ export class OutboundStream {
     }
   }
 
-  private async sendBuffer(buf: Buffer): Promise<void> {
+  /**
+   * Reads a Readable chunk by chunk through 'data' events, pausing it while a
+   * chunk waits for credit. (Async iteration would call read(), which joins
+   * everything buffered into one new Buffer: a copy of every byte.)
+   */
+  private pumpReadable(source: Readable): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const finish = (err?: unknown) => {
+        if (settled) return;
+        settled = true;
+        source.off('data', onData);
+        source.off('end', onEnd);
+        source.off('error', finish);
+        source.off('close', onClose);
+        if (err === undefined) resolve();
+        else reject(err instanceof Error ? err : new Error(String(err)));
+      };
+      const onData = (piece: unknown) => {
+        source.pause();
+        this.sendBuffer(toBuffer(piece)).then(() => {
+          if (!settled) source.resume();
+        }, finish);
+      };
+      const onEnd = () => {
+        // 'end' comes after the last 'data', whose send may still wait for credit.
+        const last = this.lastSend;
+        void last.then(() => finish(), finish);
+      };
+      const onClose = () => {
+        if (!source.readableEnded) finish(new Error('the body stream closed before its end'));
+      };
+      source.on('data', onData);
+      source.once('end', onEnd);
+      source.once('error', finish);
+      source.once('close', onClose);
+      if (source.readableEnded) onEnd();
+    });
+  }
+
+  /** The send in progress, for the end of a Readable to wait on. */
+  private lastSend: Promise<void> = Promise.resolve();
+
+  private sendBuffer(buf: Buffer): Promise<void> {
+    this.lastSend = this.sendBufferNow(buf);
+    return this.lastSend;
+  }
+
+  private async sendBufferNow(buf: Buffer): Promise<void> {
     let offset = 0;
     while (offset < buf.length) {
       if (this.stopped) throw this.stopped;
