@@ -433,6 +433,22 @@ function tcpCounters(port) {
   return { sockets: out.split('\n').filter((l) => /^\S/.test(l)).length, sent: sum('bytes_sent'), received: sum('bytes_received'), segsOut: sum('segs_out'), segsIn: sum('segs_in'), dataSegs: sum('data_segs_out') + sum('data_segs_in') };
 }
 
+/** Waits until no connection was added for 5 s (at most 60 s); returns the seconds waited. */
+async function settle(server) {
+  const t0 = performance.now();
+  let last = (await ask(server, 'clients')).added;
+  let since = performance.now();
+  while (performance.now() - since < 5000 && performance.now() - t0 < 60_000) {
+    await sleep(500);
+    const now = (await ask(server, 'clients')).added;
+    if (now !== last) {
+      last = now;
+      since = performance.now();
+    }
+  }
+  return (performance.now() - t0) / 1000;
+}
+
 /** Host-wide count of connections dropped because a listen queue was full. */
 function listenOverflows() {
   const out = tryExec('nstat', ['-az', 'TcpExtListenOverflows']) ?? '';
@@ -489,7 +505,10 @@ async function agents(n) {
     row.rpConnectFailures = fs1.reduce((a, s) => a + s.failures, 0);
     for (const [k, what] of [['rpConnectForeign', 'connecting']]) if (row[k] > 0.3) disturbed.push(`${n} agents ${what} (${row[k].toFixed(2)} cores)`);
     log(`  RestPipe: ${fmtNum(await count())} connected in ${fmtNum(row.rpConnectS, 1)} s; server CPU ${fmtNum(row.rpConnectCpuMs, 2)} ms per agent; ${fmtNum(row.rpConnectFailures)} failed attempts, ${fmtNum(row.rpConnectOverflows)} listen-queue overflows (host-wide)`);
-    await sleep(3000);
+    // Agents whose first attempts timed out during the storm may still be
+    // reconnecting (replacing their older connection): wait until the set is
+    // stable, so memory and idle traffic are measured on idle connections.
+    row.rpSettleS = await settle(server);
     const mem = await ask(server, 'mem');
     row.rpBaseRss = base.rss;
     row.rpRss = mem.rss;
@@ -500,6 +519,7 @@ async function agents(n) {
     log(`  RestPipe server RSS ${fmtBytes(base.rss)} → ${fmtBytes(mem.rss)}: ${fmtBytes(row.rpPerAgent)} per agent (JS heap+external ${fmtBytes(row.rpHeapPerAgent)})`);
 
     // Idle traffic with the default heartbeat settings.
+    const k0 = await ask(server, 'clients');
     const a = tcpCounters(pipePort);
     const idleCpu0 = procCpu(server.pid);
     const w0 = performance.now();
@@ -507,6 +527,8 @@ async function agents(n) {
     const b = tcpCounters(pipePort);
     const win = (performance.now() - w0) / 1000;
     row.idleServerCpu = (procCpu(server.pid) - idleCpu0) / win;
+    row.idleChurn = (await ask(server, 'clients')).added - k0.added;
+    if (row.idleChurn > 0) notes.push(`${fmtNum(row.idleChurn)} of the ${fmtNum(n)} agents reconnected during the idle window: its traffic and CPU include those handshakes.`);
     const payload = b.sent - a.sent + (b.received - a.received);
     const segs = b.segsOut - a.segsOut + (b.segsIn - a.segsIn);
     row.idleSockets = b.sockets;
@@ -516,7 +538,7 @@ async function agents(n) {
     row.idleWirePerDay = ((payload + segs * 52) / socks) * (86400 / win);
     row.idleSegsPerMin = (segs / socks) * (60 / win);
     row.idleDataSegsPerMin = ((b.dataSegs - a.dataSegs) / socks) * (60 / win);
-    log(`  idle ${win.toFixed(0)} s over ${b.sockets} sockets: ${fmtBytes(row.idlePayloadPerDay)}/agent/day TLS payload, ${fmtBytes(row.idleWirePerDay)}/agent/day with IP+TCP headers (${row.idleSegsPerMin.toFixed(1)} segments/agent/min, ${row.idleDataSegsPerMin.toFixed(1)} of them with data); the idle server used ${(row.idleServerCpu * 100).toFixed(1)}% of a core`);
+    log(`  idle ${win.toFixed(0)} s over ${b.sockets} sockets: ${fmtBytes(row.idlePayloadPerDay)}/agent/day TLS payload, ${fmtBytes(row.idleWirePerDay)}/agent/day with IP+TCP headers (${row.idleSegsPerMin.toFixed(1)} segments/agent/min, ${row.idleDataSegsPerMin.toFixed(1)} of them with data); the idle server used ${(row.idleServerCpu * 100).toFixed(1)}% of a core; ${row.idleChurn} reconnections meanwhile`);
 
     // Kill the server and start it again; time until every agent is back.
     if (o.quietWait > 0) await waitQuiet({ maxMs: o.quietWait * 1000 });
@@ -569,7 +591,7 @@ async function agents(n) {
     } catch {
       row.bareConnectS = NaN;
     }
-    await sleep(3000);
+    await settle(bare);
     const mem = await ask(bare, 'mem');
     row.bareBaseRss = base.rss;
     row.bareRss = mem.rss;

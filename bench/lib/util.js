@@ -1,6 +1,6 @@
 // Small helpers shared by the bench scripts: ports, child processes, waiting,
 // memory of a process from /proc, medians and formatting.
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, existsSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -227,13 +227,11 @@ export function which(cmd) {
   return undefined;
 }
 
-/** Output of a command, or undefined when it fails. */
+/** Output of a command (stdout, else stderr, as some tools print versions there), or undefined when it cannot run. */
 export function tryExec(cmd, args) {
-  try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 30 });
-  } catch (err) {
-    return err.stdout || err.stderr ? `${err.stdout ?? ''}${err.stderr ?? ''}` : undefined;
-  }
+  const r = spawnSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 30 });
+  if (r.error) return undefined;
+  return r.stdout || r.stderr || '';
 }
 
 /** Simple markdown table. */
