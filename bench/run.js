@@ -850,29 +850,40 @@ ${md.join('\n')}
 ${notes.length ? `Notes:\n\n${notes.map((n) => `- ${n}`).join('\n')}\n` : ''}
 ## How it is measured
 
+- **A shared machine**: before each load the bench waits (up to ${o.quietWait} s) until processes
+  outside its own process tree use under 0.15 cores, measures what they use during the load
+  (\`/proc/stat\` minus the bench's tree), and takes a load again once if they used more than 0.3
+  cores; the notes above list any that stayed disturbed.
 - **Closed loop**: autocannon (${m.versions.autocannon}), pipelining 1, at each connection count; every
   path once per round, the order rotating from round to round; ${o.warmup} s of warm-up on the same
   connections is discarded; req/s counts 2xx answers only; p50/p99 are per-response times with
   microsecond resolution (autocannon's own histogram keeps whole milliseconds). Medians of ${o.rounds} rounds.
 - **Fixed rate**: ${fmtNum(o.rate)} req/s open loop (requests are sent on schedule whatever the answers
-  do, 32 keep-alive connections, undici); latency from sending to the end of the response.
+  do, 32 keep-alive connections, undici; autocannon's \`overallRate\` sends each second's budget in a
+  burst, so it is not used here); latency from sending to the end of the response.
   "Added" is the difference to the direct path's percentile.
-- **Transfers**: sequential requests through the client gateway (POST to \`post_sink\`, GET from
-  \`get_blob\`), and the same bytes through the stunnel tunnel to the origin's \`/sink\` and \`/blob\`
-  (the origin streams the sink). Peak RSS is sampled from \`/proc\` every 25 ms; "start" is before
-  the first transfer. Fresh nodes and stunnels for this test.
+- **Transfers**: sequential requests through the client gateway (POST to \`post_sink\`, a handler
+  listed in \`streamedBodies\`; GET from \`get_blob\`, which returns a Readable), and the same bytes
+  through the stunnel tunnel to the origin's streaming \`/sink\` and \`/blob\`. Peak RSS is sampled
+  from \`/proc\` every 25 ms; "start" is before the first transfer. Fresh nodes and stunnels for
+  this test. "Flat memory" in the targets means the nodes grew by less than 64 MiB while moving 1 GiB.
 - **Agents**: client certificates \`agent-<i>\` signed over one shared RSA-2048 key pair; agents are
-  \`RestPipeClient\`s without a gateway, ${fmtNum(o.perProcess)} per process, each with its own TLS
-  connection and identity, default heartbeat (5 s) and reconnect settings. *Connect all*: from
-  starting them all at once to the server's hook count reaching N. *Server RSS/agent*: the server's
-  RSS after two GCs with N connected minus before any, divided by N; the same for a bare
-  \`tls.createServer\` (same identity, client certificates required) holding the same number of plain
-  mTLS connections. *Idle bytes*: \`ss -ti\` counters of the server's sockets (TLS payload both
-  ways) over ${o.idleWindow} s, scaled to a day; "IP" adds 52 bytes (IPv4 + TCP with timestamps) per segment.
-  *All back*: from SIGKILL of the server to all N connected to the restarted server (agents had
-  been up for more than \`RP_CLIENT_RECONNECT_STABLE_S\`, so they start from the shortest backoff).
-  10,000 agents are opt-in (\`--agents 1000,5000,10000\`): signing and connecting them adds about
-  a minute and needs ~20,000 open files (the script raises \`ulimit -n\` itself when it can).
+  \`RestPipeClient\`s without a gateway, ${fmtNum(o.perProcess)} per process (built before the clock
+  starts), each with its own TLS connection and identity, default heartbeat (5 s) and reconnect
+  settings. The fleet processes run on the same 2 cores as the server, so the handshake storm is
+  CPU-bound on both ends. *Connect all*: from starting them all at once to the server's hook count
+  reaching N; *server CPU ms/conn*: the server's CPU time over that span divided by N (the bare
+  server's likewise). *Server RSS/agent*: once no agent connected for 5 s, the server's RSS after two
+  GCs minus before any agent, divided by N; the same for a bare \`tls.createServer\` (same identity,
+  client certificates required) holding as many plain mTLS connections from the same certificates.
+  *Idle*: \`ss -ti\` counters of the server's sockets (TLS payload both ways) over ${o.idleWindow} s,
+  scaled to a day; "IP" adds 52 bytes (IPv4 + TCP with timestamps) per segment; idle server CPU is
+  its CPU time over that window. *All back*: from SIGKILL of the server to all N connected to the
+  restarted server (the agents had been up longer than \`RP_CLIENT_RECONNECT_STABLE_S\`, so they
+  start from the shortest backoff).
+- **Run time**: the default run (agents 1,000 and 5,000) takes about 9 minutes here; 10,000 agents
+  are opt-in (\`--agents 1000,5000,10000\`, about 13 minutes in all) and need ~20,000 open files (the
+  script raises \`ulimit -n\` itself when it can). \`--quick\` is a 2-minute smoke run.
 
 ## Profile
 
