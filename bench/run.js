@@ -297,7 +297,7 @@ async function throughput(paths) {
         rps: median(rs.map((x) => x.rps)),
         p50: median(rs.map((x) => x.p50)),
         p99: median(rs.map((x) => x.p99)),
-        rounds: rs.map((x) => Math.round(x.rps)),
+        rounds: rs.map((x) => x.rps),
         bad: rs.reduce((a, x) => a + x.non2xx + x.errors, 0),
       });
     }
@@ -645,6 +645,16 @@ function describeMachine() {
   };
 }
 
+/**
+ * RestPipe's req/s over a baseline's: the median of the ratios within each
+ * round (the two ran minutes apart at most), which the machine's drift over
+ * the run disturbs less than a ratio of medians.
+ */
+function roundRatio(a, b) {
+  const n = Math.min(a.rounds.length, b.rounds.length);
+  return median(Array.from({ length: n }, (_, i) => a.rounds[i] / b.rounds[i]));
+}
+
 function report(seconds) {
   const md = [];
   const txt = [];
@@ -668,14 +678,14 @@ function report(seconds) {
           fmtNum(r.rps),
           fmtMs(r.p50),
           fmtMs(r.p99),
-          isRp && d ? fmtRatio(r.rps / d.rps) : '',
-          isRp && ng ? fmtRatio(r.rps / ng.rps) : '',
-          isRp && st ? fmtRatio(r.rps / st.rps) : '',
+          isRp && d ? fmtRatio(roundRatio(r, d)) : '',
+          isRp && ng ? fmtRatio(roundRatio(r, ng)) : '',
+          isRp && st ? fmtRatio(roundRatio(r, st)) : '',
           r.bad ? `${r.bad} bad` : '',
         ]);
       }
     }
-    both(`Throughput, closed loop (median of ${o.rounds} rounds of ${o.duration} s)`, ['path', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'RP/direct', 'RP/nginx', 'RP/stunnel', ''], rows);
+    both(`Throughput, closed loop (median of ${o.rounds} rounds of ${o.duration} s; ratios are medians of the per-round ratios)`, ['path', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'RP/direct', 'RP/nginx', 'RP/stunnel', ''], rows);
   }
   const lt = results.latency;
   if (lt.length) {
@@ -730,7 +740,7 @@ function report(seconds) {
       conns
         .map((c) => {
           const b = get(base, c);
-          const r = rpTp.filter((x) => x.conns === c).map((x) => (b ? x.rps / b.rps : NaN));
+          const r = rpTp.filter((x) => x.conns === c).map((x) => (b ? roundRatio(x, b) : NaN));
           return { c, r: Math.min(...r) };
         })
         .filter((x) => Number.isFinite(x.r));
@@ -829,6 +839,9 @@ an open-loop undici pacer for the fixed rate) runs in its own process too. RestP
 their CLIs with RP_ settings at their defaults, except \`RP_STATSD_HOST=\` (statsd off) and
 \`RP_LOG_LEVEL=warn\`. Note the box has ${m.cores} cores: the load generator, the origin and (for
 RestPipe) two node processes share them, so every figure is CPU-bound and relative.
+On this VM the absolute figures also drift between runs, by up to about ±30% at 64 connections
+(other tenants on the host, invisible from inside). So compare paths within one run, and read the
+ratios, which are taken within each round.
 
 **Generated ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC** by \`${command}\` in ${(seconds / 60).toFixed(1)} min${fullRun ? '' : ' (a partial run)'}.
 
