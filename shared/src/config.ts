@@ -148,7 +148,7 @@ export interface CommonConfig {
   readonly maxBodyBytes: number;
   /** `RP_STREAM_CHUNK_BYTES`: bodies up to this size travel inside the request or reply frame; larger ones stream in chunks of this size. @default 64 KiB */
   readonly streamChunkBytes: number;
-  /** `RP_STREAM_WINDOW_BYTES`: flow-control window per streamed body. @default 1 MiB */
+  /** `RP_STREAM_WINDOW_BYTES`: flow-control window per streamed body. @default 4 MiB */
   readonly streamWindowBytes: number;
   /** `RP_STREAM_CONNECTION_BUFFER_BYTES`: streams pause while a connection has this much unsent. @default 4 MiB */
   readonly streamConnectionBufferBytes: number;
@@ -181,7 +181,7 @@ export function readCommonConfig(env: Env): CommonConfig {
       `${showSetting('RP_STREAM_CHUNK_BYTES', String(streamChunkBytes))} does not fit in a frame: ${showSetting('RP_MAX_FRAME_BYTES', String(maxFrameBytes))} must be at least ${FRAME_OVERHEAD_BYTES} bytes larger`,
     );
   }
-  const streamWindowBytes = env.int('RP_STREAM_WINDOW_BYTES', 1024 * 1024, streamChunkBytes, 0x7fffffff);
+  const streamWindowBytes = env.int('RP_STREAM_WINDOW_BYTES', 4 * 1024 * 1024, streamChunkBytes, 0x7fffffff);
   const streamConnectionBufferBytes = env.int('RP_STREAM_CONNECTION_BUFFER_BYTES', 4 * 1024 * 1024, streamChunkBytes, 0x7fffffff);
   const requestTimeoutMs = env.secondsAsMs('RP_REQUEST_TIMEOUT_S', 30, 0.001, 86400);
   const maxRequestTimeoutMs = env.secondsAsMs('RP_REQUEST_TIMEOUT_MAX_S', 300, 0.001, 86400);
