@@ -207,7 +207,7 @@ describe('deadlines with streamed bodies', () => {
     const { client } = await startPair({ server: { handler: new StreamServerHandler() } });
     const agent = dedicatedAgent();
     const headers = { 'x-restpipe-timeout-ms': '400' };
-    const up = await request(`${client.gatewayAddress}/server/upload`, { method: 'PUT', body: trickle(10, 100), headers, dispatcher: agent });
+    const up = await request(`${client.gatewayAddress}/server/upload`, { method: 'PUT', body: Readable.from(trickle(10, 100)), headers, dispatcher: agent });
     expect(up.statusCode).toBe(200);
     expect(((await up.body.json()) as { bytes: number }).bytes).toBe(10 * 100 * 1024);
     const down = await request(`${client.gatewayAddress}/server/trickle//10/100`, { headers, dispatcher: agent });
@@ -222,7 +222,7 @@ describe('deadlines with streamed bodies', () => {
       await sleep(1500);
       yield Buffer.alloc(100 * 1024);
     })();
-    const res = await request(`${client.gatewayAddress}/server/upload`, { method: 'PUT', body: stalled, headers: { 'x-restpipe-timeout-ms': '300' }, dispatcher: dedicatedAgent() });
+    const res = await request(`${client.gatewayAddress}/server/upload`, { method: 'PUT', body: Readable.from(stalled), headers: { 'x-restpipe-timeout-ms': '300' }, dispatcher: dedicatedAgent() });
     expect(res.statusCode).toBe(504);
     expect(res.headers['x-event-return-code']).toBe('244');
     await res.body.dump();
