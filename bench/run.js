@@ -503,7 +503,6 @@ async function agents(n) {
     }
     const fs1 = await Promise.all(fleets.map((f) => ask(f, 'status')));
     row.rpConnectFailures = fs1.reduce((a, s) => a + s.failures, 0);
-    for (const [k, what] of [['rpConnectForeign', 'connecting']]) if (row[k] > 0.3) disturbed.push(`${n} agents ${what} (${row[k].toFixed(2)} cores)`);
     log(`  RestPipe: ${fmtNum(await count())} connected in ${fmtNum(row.rpConnectS, 1)} s; server CPU ${fmtNum(row.rpConnectCpuMs, 2)} ms per agent; ${fmtNum(row.rpConnectFailures)} failed attempts, ${fmtNum(row.rpConnectOverflows)} listen-queue overflows (host-wide)`);
     // Agents whose first attempts timed out during the storm may still be
     // reconnecting (replacing their older connection): wait until the set is
