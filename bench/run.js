@@ -14,7 +14,7 @@
 //   npm run bench -- --help
 //
 // It is a measuring script, not a test: targets are reported, never asserted.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -92,7 +92,11 @@ function parseBytes(s) {
   const mult = { '': 1, b: 1, k: 1024, kib: 1024, m: MiB, mib: MiB, g: GiB, gib: GiB }[m[2].toLowerCase()];
   return Math.round(Number(m[1]) * mult);
 }
-const list = (s) => String(s).split(',').map((x) => x.trim()).filter(Boolean);
+const list = (s) =>
+  String(s)
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
 const quick = argv.includes('--quick');
 const o = {
   rounds: Number(opt('rounds', quick ? 1 : 3)),
@@ -126,10 +130,21 @@ if (sections.has('agents') && maxAgents > 0 && !process.env.RESTPIPE_BENCH_ULIMI
   if (Number.isFinite(soft) && soft < needFds) {
     // Node cannot setrlimit: re-run under a shell that raises it (root may raise the hard limit too).
     const want = Math.max(needFds, 65536);
-    const r = spawnSync('/bin/sh', ['-c', `ulimit -n ${want} 2>/dev/null || ulimit -n $(ulimit -Hn); exec "$0" "$@"`, process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...argv], {
-      stdio: 'inherit',
-      env: { ...process.env, RESTPIPE_BENCH_ULIMIT: '1' },
-    });
+    const r = spawnSync(
+      '/bin/sh',
+      [
+        '-c',
+        `ulimit -n ${want} 2>/dev/null || ulimit -n $(ulimit -Hn); exec "$0" "$@"`,
+        process.execPath,
+        ...process.execArgv,
+        fileURLToPath(import.meta.url),
+        ...argv,
+      ],
+      {
+        stdio: 'inherit',
+        env: { ...process.env, RESTPIPE_BENCH_ULIMIT: '1' },
+      },
+    );
     process.exit(r.status ?? 1);
   }
 }
@@ -220,7 +235,10 @@ try {
 }
 await stopChild(loader);
 const seconds = (Date.now() - started) / 1000;
-if (disturbed.length) notes.push(`Other processes on the machine used more than 0.3 cores during ${disturbed.length} measurement(s), even when taken again: ${disturbed.join('; ')}.`);
+if (disturbed.length)
+  notes.push(
+    `Other processes on the machine used more than 0.3 cores during ${disturbed.length} measurement(s), even when taken again: ${disturbed.join('; ')}.`,
+  );
 for (const e of unexpectedExits) notes.push(`A process ${e}; figures measured after that are not valid.`);
 report(seconds);
 await cleanup();
@@ -238,7 +256,12 @@ async function startPaths() {
     else {
       const port = await freePort();
       const nginx = await startNginx(work, { listenPort: port, originPort });
-      const workers = tryExec('pgrep', ['-P', String(nginx.pid)])?.trim().split('\n').filter(Boolean).map(Number) ?? [];
+      const workers =
+        tryExec('pgrep', ['-P', String(nginx.pid)])
+          ?.trim()
+          .split('\n')
+          .filter(Boolean)
+          .map(Number) ?? [];
       paths.push({ id: 'nginx', label: 'nginx hop', url: `http://127.0.0.1:${port}/time`, children: [nginx], pids: [nginx.pid, ...workers, origin.pid] });
     }
   }
@@ -247,7 +270,13 @@ async function startPaths() {
     else {
       const [clientPort, serverPort] = [await freePort(), await freePort()];
       const st = await startStunnel(work, ids, { clientPort, serverPort, originPort });
-      paths.push({ id: 'stunnel', label: 'stunnel mTLS tunnel', url: `http://127.0.0.1:${clientPort}/time`, children: [st.client, st.server], pids: [st.client.pid, st.server.pid, origin.pid] });
+      paths.push({
+        id: 'stunnel',
+        label: 'stunnel mTLS tunnel',
+        url: `http://127.0.0.1:${clientPort}/time`,
+        children: [st.client, st.server],
+        pids: [st.client.pid, st.server.pid, origin.pid],
+      });
     }
   }
   if (o.paths.includes('rp-c2s') || o.paths.includes('rp-s2c')) {
@@ -255,8 +284,24 @@ async function startPaths() {
     const server = await startServer(root, ids, { pipePort, gatewayPort: sgw });
     const client = await startClient(root, ids, { pipePort, gatewayPort: cgw });
     const nodes = { server, client };
-    if (o.paths.includes('rp-c2s')) paths.push({ id: 'rp-c2s', label: 'RestPipe client→server', url: `http://127.0.0.1:${cgw}/server/time`, children: [client, server], pids: [client.pid, server.pid], nodes });
-    if (o.paths.includes('rp-s2c')) paths.push({ id: 'rp-s2c', label: 'RestPipe server→client', url: `http://127.0.0.1:${sgw}/client/${LOAD_CLIENT_NAME}/time`, children: [], pids: [server.pid, client.pid], nodes });
+    if (o.paths.includes('rp-c2s'))
+      paths.push({
+        id: 'rp-c2s',
+        label: 'RestPipe client→server',
+        url: `http://127.0.0.1:${cgw}/server/time`,
+        children: [client, server],
+        pids: [client.pid, server.pid],
+        nodes,
+      });
+    if (o.paths.includes('rp-s2c'))
+      paths.push({
+        id: 'rp-s2c',
+        label: 'RestPipe server→client',
+        url: `http://127.0.0.1:${sgw}/client/${LOAD_CLIENT_NAME}/time`,
+        children: [],
+        pids: [server.pid, client.pid],
+        nodes,
+      });
   }
   // Every path answers the same handler.
   for (const p of paths) {
@@ -279,11 +324,15 @@ async function throughput(paths) {
       // Alternate the order of the paths from round to round.
       const order = paths.map((_, i) => paths[(i + r) % paths.length]);
       for (const p of order) {
-        const res = await measured(`${p.label} at ${c} connections`, () => ask(loader, 'closed', { url: p.url, connections: c, seconds: o.duration, warmupSeconds: o.warmup }));
+        const res = await measured(`${p.label} at ${c} connections`, () =>
+          ask(loader, 'closed', { url: p.url, connections: c, seconds: o.duration, warmupSeconds: o.warmup }),
+        );
         const k = `${p.id}/${c}`;
         if (!runs.has(k)) runs.set(k, []);
         runs.get(k).push(res);
-        log(`  round ${r + 1} c=${String(c).padStart(3)} ${p.label.padEnd(24)} ${fmtNum(res.rps).padStart(7)} req/s  p50 ${fmtMs(res.p50)} ms  p99 ${fmtMs(res.p99)} ms${res.non2xx || res.errors ? `  (non-2xx ${res.non2xx}, errors ${res.errors})` : ''}${res.foreign > 0.1 ? `  [others used ${res.foreign.toFixed(2)} cores]` : ''}`);
+        log(
+          `  round ${r + 1} c=${String(c).padStart(3)} ${p.label.padEnd(24)} ${fmtNum(res.rps).padStart(7)} req/s  p50 ${fmtMs(res.p50)} ms  p99 ${fmtMs(res.p99)} ms${res.non2xx || res.errors ? `  (non-2xx ${res.non2xx}, errors ${res.errors})` : ''}${res.foreign > 0.1 ? `  [others used ${res.foreign.toFixed(2)} cores]` : ''}`,
+        );
       }
     }
   }
@@ -310,15 +359,27 @@ async function fixedRate(paths) {
   for (let r = 0; r < o.rounds; r++) {
     const order = paths.map((_, i) => paths[(i + r) % paths.length]);
     for (const p of order) {
-      const res = await measured(`${p.label} at ${o.rate} req/s`, () => ask(loader, 'rate', { url: p.url, rate: o.rate, seconds: o.rateSeconds, warmupSeconds: 1, connections: 32 }));
+      const res = await measured(`${p.label} at ${o.rate} req/s`, () =>
+        ask(loader, 'rate', { url: p.url, rate: o.rate, seconds: o.rateSeconds, warmupSeconds: 1, connections: 32 }),
+      );
       if (!runs.has(p.id)) runs.set(p.id, []);
       runs.get(p.id).push(res);
-      log(`  round ${r + 1} ${p.label.padEnd(24)} ${fmtNum(res.achievedRps)} req/s  p50 ${fmtMs(res.p50)} ms  p99 ${fmtMs(res.p99)} ms  p99.9 ${fmtMs(res.p999)} ms${res.non2xx || res.errors ? `  (non-2xx ${res.non2xx}, errors ${res.errors})` : ''}${res.foreign > 0.1 ? `  [others used ${res.foreign.toFixed(2)} cores]` : ''}`);
+      log(
+        `  round ${r + 1} ${p.label.padEnd(24)} ${fmtNum(res.achievedRps)} req/s  p50 ${fmtMs(res.p50)} ms  p99 ${fmtMs(res.p99)} ms  p99.9 ${fmtMs(res.p999)} ms${res.non2xx || res.errors ? `  (non-2xx ${res.non2xx}, errors ${res.errors})` : ''}${res.foreign > 0.1 ? `  [others used ${res.foreign.toFixed(2)} cores]` : ''}`,
+      );
     }
   }
   for (const p of paths) {
     const rs = runs.get(p.id) ?? [];
-    results.latency.push({ path: p.id, label: p.label, p50: median(rs.map((x) => x.p50)), p99: median(rs.map((x) => x.p99)), p999: median(rs.map((x) => x.p999)), achieved: median(rs.map((x) => x.achievedRps)), bad: rs.reduce((a, x) => a + x.non2xx + x.errors, 0) });
+    results.latency.push({
+      path: p.id,
+      label: p.label,
+      p50: median(rs.map((x) => x.p50)),
+      p99: median(rs.map((x) => x.p99)),
+      p999: median(rs.map((x) => x.p999)),
+      achieved: median(rs.map((x) => x.achievedRps)),
+      bad: rs.reduce((a, x) => a + x.non2xx + x.errors, 0),
+    });
   }
 }
 
@@ -353,7 +414,12 @@ async function profile(paths) {
   log(`  under profiling: ${fmtNum(load.rps)} req/s; profiles in ${relative(root, outDir)}/ (open in Chrome DevTools or speedscope)`);
   for (const side of ['client', 'server']) {
     const s = results.profile[side];
-    log(`  ${side}: busy ${fmtNum(s.busyMs)} of ${fmtNum(s.totalMs)} ms sampled; by area: ${s.areas.slice(0, 8).map((a) => `${a.area} ${a.pctBusy.toFixed(0)}%`).join(', ')}`);
+    log(
+      `  ${side}: busy ${fmtNum(s.busyMs)} of ${fmtNum(s.totalMs)} ms sampled; by area: ${s.areas
+        .slice(0, 8)
+        .map((a) => `${a.area} ${a.pctBusy.toFixed(0)}%`)
+        .join(', ')}`,
+    );
   }
 }
 
@@ -372,9 +438,19 @@ async function streaming() {
   step(`transfers: ${fmtBytes(total)} each direction as ${count} × ${fmtBytes(per)} (${mode} bodies), RestPipe vs stunnel`);
   if (!streamed) {
     log('  streaming: not available in this build — measuring buffered bodies (RP_MAX_BODY_BYTES raised) as an interim figure');
-    notes.push('Streaming: not available in this build. The transfer figures are an interim measurement of buffered bodies (each request/reply body held whole in memory, RP_MAX_BODY_BYTES raised), not of streaming.');
+    notes.push(
+      'Streaming: not available in this build. The transfer figures are an interim measurement of buffered bodies (each request/reply body held whole in memory, RP_MAX_BODY_BYTES raised), not of streaming.',
+    );
   }
-  const env = streamed ? {} : { BENCH_BUFFERED: '1', RP_MAX_BODY_BYTES: String(per), RP_MAX_FRAME_BYTES: String(per + MiB), RP_REQUEST_TIMEOUT_S: '600', RP_REQUEST_TIMEOUT_MAX_S: '600' };
+  const env = streamed
+    ? {}
+    : {
+        BENCH_BUFFERED: '1',
+        RP_MAX_BODY_BYTES: String(per),
+        RP_MAX_FRAME_BYTES: String(per + MiB),
+        RP_REQUEST_TIMEOUT_S: '600',
+        RP_REQUEST_TIMEOUT_MAX_S: '600',
+      };
   const out = { mode, per, count, total, rows: [] };
   results.stream = out;
 
@@ -392,8 +468,20 @@ async function streaming() {
       peak = sampler.stop();
       return x;
     });
-    out.rows.push({ path: 'RestPipe', dir, ...r, mbps: r.bytes / MiB / r.seconds, peakA: peak[client.pid], peakB: peak[server.pid], baseA: rpBase.client, baseB: rpBase.server, names: ['client node', 'server node'] });
-    log(`  RestPipe ${dir.padEnd(8)} ${fmtBytes(r.bytes)} in ${r.seconds.toFixed(2)} s = ${fmtNum(r.bytes / MiB / r.seconds, 1)} MiB/s; peak RSS client ${fmtBytes(peak[client.pid])}, server ${fmtBytes(peak[server.pid])}  ${JSON.stringify(r.statuses)}`);
+    out.rows.push({
+      path: 'RestPipe',
+      dir,
+      ...r,
+      mbps: r.bytes / MiB / r.seconds,
+      peakA: peak[client.pid],
+      peakB: peak[server.pid],
+      baseA: rpBase.client,
+      baseB: rpBase.server,
+      names: ['client node', 'server node'],
+    });
+    log(
+      `  RestPipe ${dir.padEnd(8)} ${fmtBytes(r.bytes)} in ${r.seconds.toFixed(2)} s = ${fmtNum(r.bytes / MiB / r.seconds, 1)} MiB/s; peak RSS client ${fmtBytes(peak[client.pid])}, server ${fmtBytes(peak[server.pid])}  ${JSON.stringify(r.statuses)}`,
+    );
   }
   await stopChild(client);
   await stopChild(server);
@@ -403,7 +491,9 @@ async function streaming() {
     return;
   }
   const originPort = await freePort();
-  const origin = startChild('origin (stream)', process.execPath, [join(root, 'bench/lib/origin.js')], { env: { ...process.env, ORIGIN_PORT: String(originPort) } });
+  const origin = startChild('origin (stream)', process.execPath, [join(root, 'bench/lib/origin.js')], {
+    env: { ...process.env, ORIGIN_PORT: String(originPort) },
+  });
   await waitForPort(originPort);
   const [clientPort, serverPort] = [await freePort(), await freePort()];
   const st = await startStunnel(work, ids, { clientPort, serverPort, originPort, tag: 'stunnel-stream' });
@@ -417,8 +507,20 @@ async function streaming() {
       peak = sampler.stop();
       return x;
     });
-    out.rows.push({ path: 'stunnel', dir, ...r, mbps: r.bytes / MiB / r.seconds, peakA: peak[st.client.pid], peakB: peak[st.server.pid], baseA: stBase.client, baseB: stBase.server, names: ['client stunnel', 'server stunnel'] });
-    log(`  stunnel  ${dir.padEnd(8)} ${fmtBytes(r.bytes)} in ${r.seconds.toFixed(2)} s = ${fmtNum(r.bytes / MiB / r.seconds, 1)} MiB/s; peak RSS client ${fmtBytes(peak[st.client.pid])}, server ${fmtBytes(peak[st.server.pid])}  ${JSON.stringify(r.statuses)}`);
+    out.rows.push({
+      path: 'stunnel',
+      dir,
+      ...r,
+      mbps: r.bytes / MiB / r.seconds,
+      peakA: peak[st.client.pid],
+      peakB: peak[st.server.pid],
+      baseA: stBase.client,
+      baseB: stBase.server,
+      names: ['client stunnel', 'server stunnel'],
+    });
+    log(
+      `  stunnel  ${dir.padEnd(8)} ${fmtBytes(r.bytes)} in ${r.seconds.toFixed(2)} s = ${fmtNum(r.bytes / MiB / r.seconds, 1)} MiB/s; peak RSS client ${fmtBytes(peak[st.client.pid])}, server ${fmtBytes(peak[st.server.pid])}  ${JSON.stringify(r.statuses)}`,
+    );
   }
   await stopChild(st.client);
   await stopChild(st.server);
@@ -430,7 +532,14 @@ function tcpCounters(port) {
   // Server-side sockets of the pipe: TCP payload bytes and segments, both ways.
   const out = tryExec('ss', ['-tinH', 'state', 'established', `( sport = :${port} )`]) ?? '';
   const sum = (k) => [...out.matchAll(new RegExp(`\\b${k}:(\\d+)`, 'g'))].reduce((a, m) => a + Number(m[1]), 0);
-  return { sockets: out.split('\n').filter((l) => /^\S/.test(l)).length, sent: sum('bytes_sent'), received: sum('bytes_received'), segsOut: sum('segs_out'), segsIn: sum('segs_in'), dataSegs: sum('data_segs_out') + sum('data_segs_in') };
+  return {
+    sockets: out.split('\n').filter((l) => /^\S/.test(l)).length,
+    sent: sum('bytes_sent'),
+    received: sum('bytes_received'),
+    segsOut: sum('segs_out'),
+    segsIn: sum('segs_in'),
+    dataSegs: sum('data_segs_out') + sum('data_segs_in'),
+  };
 }
 
 /** Waits until no connection was added for 5 s (at most 60 s); returns the seconds waited. */
@@ -460,7 +569,10 @@ async function startFleets(n, mode, port, certs, keyPem) {
   for (let i = 0; i < n; i += o.perProcess) {
     const spec = join(work, `fleet-${mode}-${i}.json`);
     writeFileSync(spec, JSON.stringify({ mode, host: '127.0.0.1', port, caPem: ids.ca.certPem, keyPem, certs: certs.slice(i, i + o.perProcess) }));
-    const child = startChild(`fleet-${mode}-${i / o.perProcess}`, process.execPath, [join(root, 'bench/lib/fleet.js')], { ipc: true, env: { ...process.env, FLEET_SPEC: spec } });
+    const child = startChild(`fleet-${mode}-${i / o.perProcess}`, process.execPath, [join(root, 'bench/lib/fleet.js')], {
+      ipc: true,
+      env: { ...process.env, FLEET_SPEC: spec },
+    });
     child.ready = new Promise((resolve) => child.on('message', (m) => m?.ready && resolve()));
     fleets.push(child);
   }
@@ -503,7 +615,9 @@ async function agents(n) {
     }
     const fs1 = await Promise.all(fleets.map((f) => ask(f, 'status')));
     row.rpConnectFailures = fs1.reduce((a, s) => a + s.failures, 0);
-    log(`  RestPipe: ${fmtNum(await count())} connected in ${fmtNum(row.rpConnectS, 1)} s; server CPU ${fmtNum(row.rpConnectCpuMs, 2)} ms per agent; ${fmtNum(row.rpConnectFailures)} failed attempts, ${fmtNum(row.rpConnectOverflows)} listen-queue overflows (host-wide)`);
+    log(
+      `  RestPipe: ${fmtNum(await count())} connected in ${fmtNum(row.rpConnectS, 1)} s; server CPU ${fmtNum(row.rpConnectCpuMs, 2)} ms per agent; ${fmtNum(row.rpConnectFailures)} failed attempts, ${fmtNum(row.rpConnectOverflows)} listen-queue overflows (host-wide)`,
+    );
     // Agents whose first attempts timed out during the storm may still be
     // reconnecting (replacing their older connection): wait until the set is
     // stable, so memory and idle traffic are measured on idle connections.
@@ -515,7 +629,9 @@ async function agents(n) {
     row.rpHeapPerAgent = (mem.heapUsed + mem.external + mem.arrayBuffers - (base.heapUsed + base.external + base.arrayBuffers)) / n;
     const fleetStatus = await Promise.all(fleets.map((f) => ask(f, 'status')));
     row.fleetRssPerAgent = fleetStatus.reduce((a, s) => a + s.rss, 0) / n;
-    log(`  RestPipe server RSS ${fmtBytes(base.rss)} → ${fmtBytes(mem.rss)}: ${fmtBytes(row.rpPerAgent)} per agent (JS heap+external ${fmtBytes(row.rpHeapPerAgent)})`);
+    log(
+      `  RestPipe server RSS ${fmtBytes(base.rss)} → ${fmtBytes(mem.rss)}: ${fmtBytes(row.rpPerAgent)} per agent (JS heap+external ${fmtBytes(row.rpHeapPerAgent)})`,
+    );
 
     // Idle traffic with the default heartbeat settings.
     const k0 = await ask(server, 'clients');
@@ -527,7 +643,8 @@ async function agents(n) {
     const win = (performance.now() - w0) / 1000;
     row.idleServerCpu = (procCpu(server.pid) - idleCpu0) / win;
     row.idleChurn = (await ask(server, 'clients')).added - k0.added;
-    if (row.idleChurn > 0) notes.push(`${fmtNum(row.idleChurn)} of the ${fmtNum(n)} agents reconnected during the idle window: its traffic and CPU include those handshakes.`);
+    if (row.idleChurn > 0)
+      notes.push(`${fmtNum(row.idleChurn)} of the ${fmtNum(n)} agents reconnected during the idle window: its traffic and CPU include those handshakes.`);
     const payload = b.sent - a.sent + (b.received - a.received);
     const segs = b.segsOut - a.segsOut + (b.segsIn - a.segsIn);
     row.idleSockets = b.sockets;
@@ -537,7 +654,9 @@ async function agents(n) {
     row.idleWirePerDay = ((payload + segs * 52) / socks) * (86400 / win);
     row.idleSegsPerMin = (segs / socks) * (60 / win);
     row.idleDataSegsPerMin = ((b.dataSegs - a.dataSegs) / socks) * (60 / win);
-    log(`  idle ${win.toFixed(0)} s over ${b.sockets} sockets: ${fmtBytes(row.idlePayloadPerDay)}/agent/day TLS payload, ${fmtBytes(row.idleWirePerDay)}/agent/day with IP+TCP headers (${row.idleSegsPerMin.toFixed(1)} segments/agent/min, ${row.idleDataSegsPerMin.toFixed(1)} of them with data); the idle server used ${(row.idleServerCpu * 100).toFixed(1)}% of a core; ${row.idleChurn} reconnections meanwhile`);
+    log(
+      `  idle ${win.toFixed(0)} s over ${b.sockets} sockets: ${fmtBytes(row.idlePayloadPerDay)}/agent/day TLS payload, ${fmtBytes(row.idleWirePerDay)}/agent/day with IP+TCP headers (${row.idleSegsPerMin.toFixed(1)} segments/agent/min, ${row.idleDataSegsPerMin.toFixed(1)} of them with data); the idle server used ${(row.idleServerCpu * 100).toFixed(1)}% of a core; ${row.idleChurn} reconnections meanwhile`,
+    );
 
     // Kill the server and start it again; time until every agent is back.
     if (o.quietWait > 0) await waitQuiet({ maxMs: o.quietWait * 1000 });
@@ -561,7 +680,9 @@ async function agents(n) {
     }
     const fs2 = await Promise.all(fleets.map((f) => ask(f, 'status')));
     row.reconnectFailures = fs2.reduce((a, s) => a + s.failures, 0);
-    log(`  server killed and restarted (listening after ${row.rpRestartListenS.toFixed(1)} s): ${fmtNum(await count())} back after ${fmtNum(row.rpBackS, 1)} s (${fmtNum(row.reconnectFailures - row.rpConnectFailures)} failed attempts meanwhile, ${fmtNum(row.rpBackOverflows)} listen-queue overflows; the new server used ${fmtNum(row.rpBackCpuMs, 2)} ms CPU per agent, start-up included)`);
+    log(
+      `  server killed and restarted (listening after ${row.rpRestartListenS.toFixed(1)} s): ${fmtNum(await count())} back after ${fmtNum(row.rpBackS, 1)} s (${fmtNum(row.reconnectFailures - row.rpConnectFailures)} failed attempts meanwhile, ${fmtNum(row.rpBackOverflows)} listen-queue overflows; the new server used ${fmtNum(row.rpBackCpuMs, 2)} ms CPU per agent, start-up included)`,
+    );
     for (const f of fleets) await stopChild(f);
     await stopChild(server);
   }
@@ -569,10 +690,15 @@ async function agents(n) {
   // Bare Node mutual-TLS server holding the same number of connections.
   {
     const port = await freePort();
-    const bare = startChild('bare-tls-server', process.execPath, ['--expose-gc', '--import', join(root, 'bench/lib/probe.js'), join(root, 'bench/lib/bare-server.js')], {
-      ipc: true,
-      env: { ...process.env, BARE_PORT: String(port), BARE_CERT_PATH: ids.serverDir },
-    });
+    const bare = startChild(
+      'bare-tls-server',
+      process.execPath,
+      ['--expose-gc', '--import', join(root, 'bench/lib/probe.js'), join(root, 'bench/lib/bare-server.js')],
+      {
+        ipc: true,
+        env: { ...process.env, BARE_PORT: String(port), BARE_CERT_PATH: ids.serverDir },
+      },
+    );
     await waitForPort(port);
     const base = await ask(bare, 'mem');
     const fleets = await startFleets(n, 'bare', port, certs, ids.agentKey.keyPem);
@@ -596,11 +722,17 @@ async function agents(n) {
     row.bareRss = mem.rss;
     row.barePerConn = (mem.rss - base.rss) / n;
     row.ratio = row.rpPerAgent / row.barePerConn;
-    log(`  bare Node mTLS server: ${fmtNum(await count())} connected in ${fmtNum(row.bareConnectS, 1)} s (server CPU ${fmtNum(row.bareConnectCpuMs, 2)} ms per connection); RSS ${fmtBytes(base.rss)} → ${fmtBytes(mem.rss)}: ${fmtBytes(row.barePerConn)} per connection; RestPipe/bare = ${fmtRatio(row.ratio)}`);
+    log(
+      `  bare Node mTLS server: ${fmtNum(await count())} connected in ${fmtNum(row.bareConnectS, 1)} s (server CPU ${fmtNum(row.bareConnectCpuMs, 2)} ms per connection); RSS ${fmtBytes(base.rss)} → ${fmtBytes(mem.rss)}: ${fmtBytes(row.barePerConn)} per connection; RestPipe/bare = ${fmtRatio(row.ratio)}`,
+    );
     for (const f of fleets) await stopChild(f);
     await stopChild(bare);
   }
-  for (const [k, what] of [['rpConnectForeign', 'RestPipe connect'], ['rpBackForeign', 'RestPipe restart'], ['bareConnectForeign', 'bare connect']]) {
+  for (const [k, what] of [
+    ['rpConnectForeign', 'RestPipe connect'],
+    ['rpBackForeign', 'RestPipe restart'],
+    ['bareConnectForeign', 'bare connect'],
+  ]) {
     if (row[k] > 0.3) disturbed.push(`${fmtNum(n)} agents, ${what} (${row[k].toFixed(2)} cores)`);
   }
 }
@@ -684,13 +816,30 @@ function report(seconds) {
         ]);
       }
     }
-    both(`Throughput, closed loop (median of ${o.rounds} rounds of ${o.duration} s; ratios are medians of the per-round ratios)`, ['path', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'RP/direct', 'RP/nginx', 'RP/stunnel', ''], rows);
+    both(
+      `Throughput, closed loop (median of ${o.rounds} rounds of ${o.duration} s; ratios are medians of the per-round ratios)`,
+      ['path', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'RP/direct', 'RP/nginx', 'RP/stunnel', ''],
+      rows,
+    );
   }
   const lt = results.latency;
   if (lt.length) {
     const d = lt.find((r) => r.path === 'direct');
-    const rows = lt.map((r) => [r.label, fmtNum(r.achieved), fmtMs(r.p50), fmtMs(r.p99), fmtMs(r.p999), d && r !== d ? `+${fmtMs(r.p50 - d.p50)}` : '', d && r !== d ? `+${fmtMs(r.p99 - d.p99)}` : '', r.bad ? `${r.bad} bad` : '']);
-    both(`Latency at a fixed ${fmtNum(o.rate)} req/s (open loop, median of ${o.rounds} rounds of ${o.rateSeconds} s)`, ['path', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'p50 added', 'p99 added', ''], lt.length ? rows : []);
+    const rows = lt.map((r) => [
+      r.label,
+      fmtNum(r.achieved),
+      fmtMs(r.p50),
+      fmtMs(r.p99),
+      fmtMs(r.p999),
+      d && r !== d ? `+${fmtMs(r.p50 - d.p50)}` : '',
+      d && r !== d ? `+${fmtMs(r.p99 - d.p99)}` : '',
+      r.bad ? `${r.bad} bad` : '',
+    ]);
+    both(
+      `Latency at a fixed ${fmtNum(o.rate)} req/s (open loop, median of ${o.rounds} rounds of ${o.rateSeconds} s)`,
+      ['path', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'p50 added', 'p99 added', ''],
+      lt.length ? rows : [],
+    );
   }
   const s = results.stream;
   if (s) {
@@ -701,7 +850,9 @@ function report(seconds) {
       fmtNum(r.mbps, 1),
       `${fmtBytes(r.baseA)} → ${fmtBytes(r.peakA)}`,
       `${fmtBytes(r.baseB)} → ${fmtBytes(r.peakB)}`,
-      Object.entries(r.statuses).map(([k, v]) => `${v}×${k}`).join(' '),
+      Object.entries(r.statuses)
+        .map(([k, v]) => `${v}×${k}`)
+        .join(' '),
     ]);
     both(
       `Transfers: ${fmtBytes(s.total)} each way as ${s.count} × ${fmtBytes(s.per)} requests, ${s.mode === 'streamed' ? 'streamed bodies' : 'BUFFERED bodies (interim: streaming not in this build)'}`,
@@ -725,7 +876,19 @@ function report(seconds) {
     ]);
     both(
       'Idle agents at scale (one RestPipe server, default settings)',
-      ['agents', 'RP connect all s', 'bare connect all s', 'server CPU ms/conn RP / bare', 'server RSS/agent', 'bare mTLS RSS/conn', 'RP/bare', 'all back after restart s', 'idle TLS payload/agent/day', 'idle IP traffic/agent/day', 'idle server CPU'],
+      [
+        'agents',
+        'RP connect all s',
+        'bare connect all s',
+        'server CPU ms/conn RP / bare',
+        'server RSS/agent',
+        'bare mTLS RSS/conn',
+        'RP/bare',
+        'all back after restart s',
+        'idle TLS payload/agent/day',
+        'idle IP traffic/agent/day',
+        'idle server CPU',
+      ],
       rows,
     );
   }
@@ -743,18 +906,29 @@ function report(seconds) {
           return { c, r: Math.min(...r) };
         })
         .filter((x) => Number.isFinite(x.r));
-    for (const [base, goal] of [['stunnel', 1.5], ['direct', 0.5]]) {
+    for (const [base, goal] of [
+      ['stunnel', 1.5],
+      ['direct', 0.5],
+    ]) {
       const rs = ratios(base);
       if (!rs.length) continue;
       const met = rs.filter((x) => x.r >= goal).map((x) => x.c);
-      targets.push([`RestPipe req/s ≥ ${goal}× ${base}`, rs.map((x) => `${x.c} conn: ${fmtRatio(x.r)}`).join(', '), met.length === rs.length ? 'met' : met.length ? `met at ${met.join(', ')} conn` : 'not met']);
+      targets.push([
+        `RestPipe req/s ≥ ${goal}× ${base}`,
+        rs.map((x) => `${x.c} conn: ${fmtRatio(x.r)}`).join(', '),
+        met.length === rs.length ? 'met' : met.length ? `met at ${met.join(', ')} conn` : 'not met',
+      ]);
     }
   }
   const d = lt.find((r) => r.path === 'direct');
   const rl = lt.filter((r) => r.path.startsWith('rp-'));
   if (d && rl.length) {
     const worst = Math.max(...rl.map((r) => r.p99 - d.p99));
-    targets.push([`p99 added latency ≤ 1 ms at ${fmtNum(o.rate)} req/s`, rl.map((r) => `${r.path} +${fmtMs(r.p99 - d.p99)} ms`).join(', '), worst <= 1 ? 'met' : 'not met']);
+    targets.push([
+      `p99 added latency ≤ 1 ms at ${fmtNum(o.rate)} req/s`,
+      rl.map((r) => `${r.path} +${fmtMs(r.p99 - d.p99)} ms`).join(', '),
+      worst <= 1 ? 'met' : 'not met',
+    ]);
   }
   if (s) {
     const rp = s.rows.filter((r) => r.path === 'RestPipe');
@@ -770,11 +944,24 @@ function report(seconds) {
     }
   }
   for (const a of results.agents) {
-    targets.push([`RSS per idle agent ≤ 1.1× bare mTLS (${fmtNum(a.n)})`, `${fmtBytes(a.rpPerAgent)} vs ${fmtBytes(a.barePerConn)} = ${fmtRatio(a.ratio)}`, a.ratio <= 1.1 ? 'met' : 'not met']);
-    targets.push([`all agents back ≤ 60 s after restart (${fmtNum(a.n)})`, Number.isFinite(a.rpBackS) ? `${fmtNum(a.rpBackS, 1)} s` : `only ${a.rpBackPartial}`, a.rpBackS <= 60 ? 'met' : 'not met']);
-    targets.push([`idle traffic ≤ 3 MB/agent/day (${fmtNum(a.n)})`, `${fmtMB(a.idleWirePerDay)} with IP+TCP headers (${fmtMB(a.idlePayloadPerDay)} TLS payload)`, a.idleWirePerDay <= 3e6 ? 'met' : 'not met']);
+    targets.push([
+      `RSS per idle agent ≤ 1.1× bare mTLS (${fmtNum(a.n)})`,
+      `${fmtBytes(a.rpPerAgent)} vs ${fmtBytes(a.barePerConn)} = ${fmtRatio(a.ratio)}`,
+      a.ratio <= 1.1 ? 'met' : 'not met',
+    ]);
+    targets.push([
+      `all agents back ≤ 60 s after restart (${fmtNum(a.n)})`,
+      Number.isFinite(a.rpBackS) ? `${fmtNum(a.rpBackS, 1)} s` : `only ${a.rpBackPartial}`,
+      a.rpBackS <= 60 ? 'met' : 'not met',
+    ]);
+    targets.push([
+      `idle traffic ≤ 3 MB/agent/day (${fmtNum(a.n)})`,
+      `${fmtMB(a.idleWirePerDay)} with IP+TCP headers (${fmtMB(a.idlePayloadPerDay)} TLS payload)`,
+      a.idleWirePerDay <= 3e6 ? 'met' : 'not met',
+    ]);
   }
-  if (!results.agents.some((a) => a.n >= 10000) && sections.has('agents')) targets.push(['10,000 agents back within 60 s', 'not run (opt in: --agents 10000)', '–']);
+  if (!results.agents.some((a) => a.n >= 10000) && sections.has('agents'))
+    targets.push(['10,000 agents back within 60 s', 'not run (opt in: --agents 10000)', '–']);
   if (targets.length) both('Targets (reported, not asserted)', ['target', 'measured', ''], targets);
 
   let prof = '';

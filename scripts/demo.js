@@ -29,8 +29,30 @@ const ids = join(work, 'identities');
 certs('create-ca', '--out', ids, '--name', 'RestPipe Demo CA');
 certs('create-server', '--out', ids, '--name', 'localhost', '--dns', 'localhost', '--ip', '127.0.0.1');
 certs('create-client', '--out', ids, '--name', clientName);
-certs('set-identity', 'server', '--dir', join(work, 'server'), '--key', join(ids, 'server.key.pem'), '--cert', join(ids, 'server.crt.pem'), '--ca', join(ids, 'ca.crt.pem'));
-certs('set-identity', 'client', '--dir', join(work, 'client'), '--key', join(ids, `${clientName}.key.pem`), '--cert', join(ids, `${clientName}.crt.pem`), '--ca', join(ids, 'ca.crt.pem'));
+certs(
+  'set-identity',
+  'server',
+  '--dir',
+  join(work, 'server'),
+  '--key',
+  join(ids, 'server.key.pem'),
+  '--cert',
+  join(ids, 'server.crt.pem'),
+  '--ca',
+  join(ids, 'ca.crt.pem'),
+);
+certs(
+  'set-identity',
+  'client',
+  '--dir',
+  join(work, 'client'),
+  '--key',
+  join(ids, `${clientName}.key.pem`),
+  '--cert',
+  join(ids, `${clientName}.crt.pem`),
+  '--ca',
+  join(ids, 'ca.crt.pem'),
+);
 
 const common = { ...process.env, RP_STATSD_HOST: process.env.RP_STATSD_HOST ?? '', RP_LOG_LEVEL: process.env.RP_LOG_LEVEL ?? (check ? 'warn' : 'info') };
 const nodes = [
@@ -84,7 +106,10 @@ const lines = [
 // Wait until the pipe is up: the client's gateway answers 200 through it.
 const until = Date.now() + 20_000;
 for (;;) {
-  const ok = await fetch(lines[0][0]).then((r) => r.ok, () => false);
+  const ok = await fetch(lines[0][0]).then(
+    (r) => r.ok,
+    () => false,
+  );
   if (ok) break;
   if (Date.now() > until) {
     console.error('• the pipe did not come up within 20 s');

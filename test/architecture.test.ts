@@ -36,7 +36,9 @@ describe('architecture', () => {
   for (const [pkg, allowed] of Object.entries(ALLOWED)) {
     it(`${pkg} depends only on ${allowed.join(', ') || 'no other package'}`, () => {
       const manifest = JSON.parse(readFileSync(join(root, pkg, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
-      const deps = Object.keys(manifest.dependencies ?? {}).filter((d) => d.startsWith('@restpipe/')).map((d) => d.slice('@restpipe/'.length));
+      const deps = Object.keys(manifest.dependencies ?? {})
+        .filter((d) => d.startsWith('@restpipe/'))
+        .map((d) => d.slice('@restpipe/'.length));
       expect(deps.filter((d) => !allowed.includes(d))).toEqual([]);
       for (const file of sourceFiles(join(root, pkg, 'src'))) {
         const text = readFileSync(file, 'utf8');

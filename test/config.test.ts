@@ -152,11 +152,23 @@ describe('defaults', () => {
       heartbeatTimeoutMs: 10_000,
     });
     const c = await loadClientConfig({});
-    expect(c).toMatchObject({ targetHostname: 'localhost', targetPort: 1234, targetServername: 'localhost', gateway: { host: '127.0.0.1', port: 8001 }, reconnectInitialMs: 500, reconnectMaxMs: 30_000 });
+    expect(c).toMatchObject({
+      targetHostname: 'localhost',
+      targetPort: 1234,
+      targetServername: 'localhost',
+      gateway: { host: '127.0.0.1', port: 8001 },
+      reconnectInitialMs: 500,
+      reconnectMaxMs: 30_000,
+    });
   });
 
   it('treat an empty host or path as unset, and a set servername as given', async () => {
-    const c = await loadClientConfig({ RP_CLIENT_TARGET_HOSTNAME: '', RP_CLIENT_CERT_PATH: ' ', RP_CLIENT_GATEWAY_HOST: '', RP_CLIENT_TARGET_SERVERNAME: 'pipe.example.com' });
+    const c = await loadClientConfig({
+      RP_CLIENT_TARGET_HOSTNAME: '',
+      RP_CLIENT_CERT_PATH: ' ',
+      RP_CLIENT_GATEWAY_HOST: '',
+      RP_CLIENT_TARGET_SERVERNAME: 'pipe.example.com',
+    });
     expect(c.targetHostname).toBe('localhost');
     expect(c.certPath).toBe('/etc/restpipe/client');
     expect(c.gateway).toEqual({ host: '127.0.0.1', port: 8001 });
@@ -167,7 +179,12 @@ describe('defaults', () => {
   });
 
   it('parse seconds with decimals, ports, booleans-ish DEBUG and log levels', async () => {
-    const s = await loadServerConfig({ RP_SERVER_IDLE_HOOK_INTERVAL_S: '0.05', RP_SERVER_BIND_PORT: ' 4443 ', RP_LOG_LEVEL: 'WARN', RP_REQUEST_TIMEOUT_S: '.5' });
+    const s = await loadServerConfig({
+      RP_SERVER_IDLE_HOOK_INTERVAL_S: '0.05',
+      RP_SERVER_BIND_PORT: ' 4443 ',
+      RP_LOG_LEVEL: 'WARN',
+      RP_REQUEST_TIMEOUT_S: '.5',
+    });
     expect(s.idleHookIntervalMs).toBe(50);
     expect(s.bindPort).toBe(4443);
     expect(s.logLevel).toBe('warn');
@@ -185,7 +202,11 @@ describe('defaults', () => {
     expect((await loadServerConfig({ RP_STATSD_HOST: '' })).statsd).toBeUndefined();
     expect((await loadClientConfig({ RP_STATSD_PORT: '' })).statsd).toBeUndefined();
     expect((await loadClientConfig({ RP_STATSD_HOST: '  ', RP_STATSD_PORT: '9125' })).statsd).toBeUndefined();
-    expect((await loadClientConfig({ RP_STATSD_HOST: 'stats.local', RP_STATSD_PORT: '9125', RP_STATSD_PREFIX: '' })).statsd).toEqual({ host: 'stats.local', port: 9125, prefix: '' });
+    expect((await loadClientConfig({ RP_STATSD_HOST: 'stats.local', RP_STATSD_PORT: '9125', RP_STATSD_PREFIX: '' })).statsd).toEqual({
+      host: 'stats.local',
+      port: 9125,
+      prefix: '',
+    });
   });
 });
 
@@ -292,7 +313,12 @@ describe('the real executables', () => {
 
   it('exit 2 naming the certificate folder when the identity is missing', async () => {
     const dir = await tempDir();
-    const run = await runToExit(SERVER_CLI, { RP_SERVER_CERT_PATH: join(dir, 'nothing-here'), RP_SERVER_BIND_PORT: '0', RP_SERVER_GATEWAY_PORT: '0', RP_STATSD_HOST: '' });
+    const run = await runToExit(SERVER_CLI, {
+      RP_SERVER_CERT_PATH: join(dir, 'nothing-here'),
+      RP_SERVER_BIND_PORT: '0',
+      RP_SERVER_GATEWAY_PORT: '0',
+      RP_STATSD_HOST: '',
+    });
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/^restpipe-server: RP_CONFIG: RP_SERVER_CERT_PATH=".*nothing-here": cannot read .*restpipe\.server\.key\.pem \(ENOENT\)/);
     expect(run.stdout).not.toMatch(/listening/);
@@ -339,7 +365,10 @@ describe('the user config module', () => {
   it('takes an absolute path, a default export object and ignores exports that are not settings', async () => {
     const dir = await tempDir();
     const file = join(dir, 'settings.mjs');
-    await writeFile(file, "export default { RP_CLIENT_TARGET_PORT: 7000, RP_CLIENT_CONNECT_WAIT_S: 3 };\nexport const RP_CLIENT_TARGET_PORT = 7001;\nexport const notASetting = () => 1;\n");
+    await writeFile(
+      file,
+      'export default { RP_CLIENT_TARGET_PORT: 7000, RP_CLIENT_CONNECT_WAIT_S: 3 };\nexport const RP_CLIENT_TARGET_PORT = 7001;\nexport const notASetting = () => 1;\n',
+    );
     const c = await loadClientConfig({ RP_CLIENT_USER_CONFIG_MODULE: file });
     expect(c.targetPort).toBe(7001); // a named export beats the default object
     expect(c.connectWaitMs).toBe(3000);

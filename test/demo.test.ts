@@ -13,7 +13,6 @@ import { closeAll, freePort, onClose } from './helpers/pipe.js';
 
 afterEach(closeAll);
 
-
 it('runs the quick start and every printed curl line answers', async () => {
   const root = fileURLToPath(new URL('..', import.meta.url));
   const work = await mkdtemp(join(tmpdir(), 'restpipe-demo-'));

@@ -170,7 +170,7 @@ describe('connection events and status', () => {
     const srv = await http('GET', `${server.gatewayAddress}/_restpipe/status`);
     expect(srv.status).toBe(200);
     expect(srv.json()).toMatchObject({ side: 'server', pipe: 'listening', clients: 1 });
-    expect((srv.json<{ counters: Record<string, number> }>().counters['connections.added'])).toBe(1);
+    expect(srv.json<{ counters: Record<string, number> }>().counters['connections.added']).toBe(1);
     await server.close(0);
     await waitFor(() => client.state !== 'connected', 5000, 'the client to notice');
     const down = await http('GET', `${client.gatewayAddress}/_restpipe/status`);

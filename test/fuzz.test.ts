@@ -75,7 +75,15 @@ function randomFrame(rng: Rng): FrameInit {
   const sint64 = () => rng.pick([-1, 0, 1, rng.int(2 ** 31), -rng.int(2 ** 31), Number.MAX_SAFE_INTEGER]);
   switch (rng.int(9)) {
     case 0:
-      return { hello: { version: rng.bool() ? PROTOCOL_VERSION : u32(), capabilities: Array.from({ length: rng.int(4) }, () => rng.string(rng.size(10))), agent: rng.string(rng.size(40)), maxFrameBytes: u32(), initialWindowBytes: u32() } };
+      return {
+        hello: {
+          version: rng.bool() ? PROTOCOL_VERSION : u32(),
+          capabilities: Array.from({ length: rng.int(4) }, () => rng.string(rng.size(10))),
+          agent: rng.string(rng.size(40)),
+          maxFrameBytes: u32(),
+          initialWindowBytes: u32(),
+        },
+      };
     case 1:
       return {
         request: {
@@ -94,7 +102,17 @@ function randomFrame(rng: Rng): FrameInit {
         },
       };
     case 2:
-      return { reply: { id: u32(), code: u32(), mimetype: rng.string(rng.size(20)), body: bytes(), streaming: rng.bool(), contentLength: sint64(), headers: headers() } };
+      return {
+        reply: {
+          id: u32(),
+          code: u32(),
+          mimetype: rng.string(rng.size(20)),
+          body: bytes(),
+          streaming: rng.bool(),
+          contentLength: sint64(),
+          headers: headers(),
+        },
+      };
     case 3:
       return { chunk: { id: u32(), data: bytes(), end: rng.bool() } };
     case 4:
@@ -270,7 +288,9 @@ describe('FrameDecoder fuzz', () => {
       for (let i = 0; i < 8000; i++) run(mutate(rng, rng.bool(0.7) ? encoded(rng) : Buffer.concat([encoded(rng), encoded(rng), encoded(rng)])));
       for (let i = 0; i < 1000; i++) run(special(rng));
       const elapsed = Date.now() - started;
-      console.info(`decoder fuzz: FUZZ_SEED=${SEED}, ${tally.cases} cases, ${tally.frames} frames decoded, errors ${JSON.stringify(Object.fromEntries(tally.errors))}, heap peak +${Math.round(peak / 2 ** 20)} MiB, ${elapsed} ms`);
+      console.info(
+        `decoder fuzz: FUZZ_SEED=${SEED}, ${tally.cases} cases, ${tally.frames} frames decoded, errors ${JSON.stringify(Object.fromEntries(tally.errors))}, heap peak +${Math.round(peak / 2 ** 20)} MiB, ${elapsed} ms`,
+      );
       expect(tally.errors.size).toBeGreaterThanOrEqual(3);
       expect(peak).toBeLessThan(256 * 1024 * 1024);
     }),

@@ -42,7 +42,14 @@ async function serverCli(env: Record<string, string>, opts: { cwd?: string } = {
 }
 
 async function expectConfigExit(cli: string, env: Record<string, string>, message: RegExp) {
-  const run = await runToExit(cli, { RP_SERVER_BIND_PORT: '0', RP_SERVER_GATEWAY_PORT: '0', RP_CLIENT_GATEWAY_PORT: '0', RP_STATSD_HOST: '', RP_LOG_LEVEL: 'info', ...env });
+  const run = await runToExit(cli, {
+    RP_SERVER_BIND_PORT: '0',
+    RP_SERVER_GATEWAY_PORT: '0',
+    RP_CLIENT_GATEWAY_PORT: '0',
+    RP_STATSD_HOST: '',
+    RP_LOG_LEVEL: 'info',
+    ...env,
+  });
   expect(run.code, run.stderr).toBe(2);
   const lines = run.stderr.trimEnd().split('\n');
   expect(lines).toHaveLength(1);
@@ -86,11 +93,19 @@ describe('the real restpipe-server with RP_EVENT_HANDLER_FQ_CLASS', () => {
   });
 
   it('exits 2 for a class that does not extend ServerEventHandler', async () => {
-    await expectConfigExit(SERVER_CLI, { [VAR]: `${HANDLERS}#NotAHandler` }, /^restpipe-server: RP_CONFIG: RP_EVENT_HANDLER_FQ_CLASS=".*#NotAHandler": NotAHandler must extend ServerEventHandler$/);
+    await expectConfigExit(
+      SERVER_CLI,
+      { [VAR]: `${HANDLERS}#NotAHandler` },
+      /^restpipe-server: RP_CONFIG: RP_EVENT_HANDLER_FQ_CLASS=".*#NotAHandler": NotAHandler must extend ServerEventHandler$/,
+    );
   });
 
   it('exits 2 for a client handler given to the server', async () => {
-    await expectConfigExit(SERVER_CLI, { [VAR]: `${HANDLERS}#ClientFileHandlers` }, /RP_EVENT_HANDLER_FQ_CLASS=".*#ClientFileHandlers": ClientFileHandlers must extend ServerEventHandler$/);
+    await expectConfigExit(
+      SERVER_CLI,
+      { [VAR]: `${HANDLERS}#ClientFileHandlers` },
+      /RP_EVENT_HANDLER_FQ_CLASS=".*#ClientFileHandlers": ClientFileHandlers must extend ServerEventHandler$/,
+    );
   });
 
   it('exits 2 for a missing export, naming what the module does export', async () => {
@@ -103,12 +118,24 @@ describe('the real restpipe-server with RP_EVENT_HANDLER_FQ_CLASS', () => {
   });
 
   it('exits 2 for a module that cannot be imported', async () => {
-    await expectConfigExit(SERVER_CLI, { [VAR]: './test/fixtures/no-such-file.mjs#FileHandlers' }, /RP_EVENT_HANDLER_FQ_CLASS="\.\/test\/fixtures\/no-such-file\.mjs#FileHandlers": cannot import \.\/test\/fixtures\/no-such-file\.mjs: Cannot find module/);
-    await expectConfigExit(SERVER_CLI, { [VAR]: 'no-such-package/handlers#FileHandlers' }, /RP_EVENT_HANDLER_FQ_CLASS="no-such-package\/handlers#FileHandlers": cannot import no-such-package\/handlers: Cannot find package 'no-such-package'/);
+    await expectConfigExit(
+      SERVER_CLI,
+      { [VAR]: './test/fixtures/no-such-file.mjs#FileHandlers' },
+      /RP_EVENT_HANDLER_FQ_CLASS="\.\/test\/fixtures\/no-such-file\.mjs#FileHandlers": cannot import \.\/test\/fixtures\/no-such-file\.mjs: Cannot find module/,
+    );
+    await expectConfigExit(
+      SERVER_CLI,
+      { [VAR]: 'no-such-package/handlers#FileHandlers' },
+      /RP_EVENT_HANDLER_FQ_CLASS="no-such-package\/handlers#FileHandlers": cannot import no-such-package\/handlers: Cannot find package 'no-such-package'/,
+    );
   });
 
   it('exits 2 for a name without #Class', async () => {
-    await expectConfigExit(SERVER_CLI, { [VAR]: HANDLERS }, /RP_EVENT_HANDLER_FQ_CLASS="\.\/test\/fixtures\/handlers\.mjs" is not valid: expected <module>#<ExportedClass>/);
+    await expectConfigExit(
+      SERVER_CLI,
+      { [VAR]: HANDLERS },
+      /RP_EVENT_HANDLER_FQ_CLASS="\.\/test\/fixtures\/handlers\.mjs" is not valid: expected <module>#<ExportedClass>/,
+    );
     await expectConfigExit(SERVER_CLI, { [VAR]: `${HANDLERS}#` }, /RP_EVENT_HANDLER_FQ_CLASS=".*#" is not valid: expected <module>#<ExportedClass>/);
   });
 });
@@ -134,7 +161,11 @@ describe('the real restpipe-client with RP_EVENT_HANDLER_FQ_CLASS', () => {
   });
 
   it('exits 2 for a server handler given to the client', async () => {
-    await expectConfigExit(CLIENT_CLI, { [VAR]: `${HANDLERS}#FileHandlers` }, /^restpipe-client: RP_CONFIG: RP_EVENT_HANDLER_FQ_CLASS=".*#FileHandlers": FileHandlers must extend ClientEventHandler$/);
+    await expectConfigExit(
+      CLIENT_CLI,
+      { [VAR]: `${HANDLERS}#FileHandlers` },
+      /^restpipe-client: RP_CONFIG: RP_EVENT_HANDLER_FQ_CLASS=".*#FileHandlers": FileHandlers must extend ClientEventHandler$/,
+    );
   });
 });
 
@@ -160,7 +191,9 @@ describe('loadClass', () => {
   });
 
   it('refuses the base class itself, and checks hooks classes the same way', async () => {
-    await expect(loadClass(`./server/dist/index.js#ServerEventHandler`, ServerEventHandler, VAR)).rejects.toThrow(/ServerEventHandler must extend ServerEventHandler/);
+    await expect(loadClass(`./server/dist/index.js#ServerEventHandler`, ServerEventHandler, VAR)).rejects.toThrow(
+      /ServerEventHandler must extend ServerEventHandler/,
+    );
     await expect(loadClass(`${HANDLERS}#FileHandlers`, ServerConnectionStateEvents, 'RP_SERVER_CONNECTION_STATE_CHANGE_EVENT_CLASS')).rejects.toThrow(
       'RP_SERVER_CONNECTION_STATE_CHANGE_EVENT_CLASS="./test/fixtures/handlers.mjs#FileHandlers": FileHandlers must extend ServerConnectionStateEvents',
     );

@@ -113,9 +113,9 @@ describe('server hooks', () => {
     const removedAt = hooks.of('connection_removed')[0]?.at as number;
     await waitFor(() => hooks.of('idle').length >= whileConnected + 2, 5000, 'idle again');
     const again = hooks.of('idle').slice(whileConnected);
-    const since = (again[0]?.args[0] as Date).getTime();
+    const since = (again[0]!.args[0] as Date).getTime();
     // A new idle stretch, starting when the last client left.
-    expect(since).toBeGreaterThan((first[0]?.args[0] as Date).getTime());
+    expect(since).toBeGreaterThan((first[0]!.args[0] as Date).getTime());
     expect(Math.abs(since - removedAt)).toBeLessThanOrEqual(50);
   });
 });
@@ -143,7 +143,7 @@ describe('client hooks', () => {
     const second = await startServer({ env: { RP_SERVER_BIND_PORT: String(port) } });
     expect(second.pipeAddress.port).toBe(port);
     await waitFor(() => hooks.of('connect_success').length === 2, 10_000, 'reconnected');
-    const [attempts, lastDisconnectedAt] = hooks.of('connect_success')[1]?.args as [number, Date];
+    const [attempts, lastDisconnectedAt] = hooks.of('connect_success')[1]!.args as [number, Date];
     // Every failed try since the break, plus the one that worked.
     expect(attempts).toBe(hooks.of('connect_fail').length + 1);
     expect(lastDisconnectedAt).toBeInstanceOf(Date);
@@ -263,7 +263,10 @@ describe('hooks classes from the environment, in the real executables', () => {
     await node.waitForStderr(/^HOOK connect_fail 2 Error$/);
     await startServer({ env: { RP_SERVER_BIND_PORT: String(port) } });
     const line = await node.waitForStderr(/^HOOK connect_success \d+ undefined$/);
-    const fails = node.stderr().split('\n').filter((l) => l.startsWith('HOOK connect_fail')).length;
+    const fails = node
+      .stderr()
+      .split('\n')
+      .filter((l) => l.startsWith('HOOK connect_fail')).length;
     expect(line).toBe(`HOOK connect_success ${fails + 1} undefined`);
   });
 

@@ -7,7 +7,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClientIdentity, createServerIdentity } from '@restpipe/certs-tool';
-import { type ClientStatusEvent, type RestPipeClient } from '@restpipe/client';
+import type { ClientStatusEvent, RestPipeClient } from '@restpipe/client';
 import { EventCode } from '@restpipe/shared';
 import { encodeFrame, type FrameInit } from '@restpipe/proto';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -230,7 +230,6 @@ describe('bad frames on an authenticated connection', () => {
   });
 });
 
-
 describe('the server tells the peer why before closing', () => {
   it('sends GoAway with code 240 and the reason before closing on a bad frame', async () => {
     const s = await setup();
@@ -270,7 +269,6 @@ describe('junk on the TLS port', () => {
     await expectStillServing(s);
   });
 });
-
 
 describe('handshake timeout on the TLS port', () => {
   it('a TCP connection that never starts TLS is dropped after RP_SERVER_HANDSHAKE_TIMEOUT_S', async () => {
@@ -454,7 +452,11 @@ describe('handler-name tricks at the gateway (raw HTTP, nothing normalized)', ()
     const s = await setup();
     for (const verb of ['POST', 'PUT', 'DELETE', 'PATCH']) {
       for (const noun of ['constructor', '__proto__', '..%2Ftime', 'time%2F..']) {
-        const res = await rawHttp(s.good.gatewayAddress!, `${verb} /server/${noun} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nContent-Type: application/json\r\nConnection: close`, { body: '{}' });
+        const res = await rawHttp(
+          s.good.gatewayAddress!,
+          `${verb} /server/${noun} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nContent-Type: application/json\r\nConnection: close`,
+          { body: '{}' },
+        );
         expectRefusedAnswer(res, `${verb} ${noun}`);
       }
     }
@@ -483,11 +485,13 @@ describe('absolute-form request targets at the gateway', () => {
   });
 });
 
-
 describe('answers the HTTP parser gives carry the event code too', () => {
   it('431 for an oversized header and 400 for a broken request line carry X-Event-Return-Code 240 and an error body', async () => {
     const s = await setup();
-    const big = await rawHttp(s.server.gatewayAddress!, `GET /client/${GOOD}/time HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(64 * 1024)}\r\nConnection: close`);
+    const big = await rawHttp(
+      s.server.gatewayAddress!,
+      `GET /client/${GOOD}/time HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(64 * 1024)}\r\nConnection: close`,
+    );
     expect(big.status).toBe(431);
     expect(big.headers['x-event-return-code']).toBe(String(EventCode.BAD_REQUEST));
     expect(JSON.parse(big.body)).toMatchObject({ error: { code: 'RP_BAD_REQUEST' } });
@@ -502,7 +506,10 @@ describe('answers the HTTP parser gives carry the event code too', () => {
 describe('oversized requests at the gateway', () => {
   it('a 64 KiB header is refused (431/400 or closed) and the next request is served', async () => {
     const s = await setup();
-    const res = await rawHttp(s.server.gatewayAddress!, `GET /client/${GOOD}/time HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(64 * 1024)}\r\nConnection: close`);
+    const res = await rawHttp(
+      s.server.gatewayAddress!,
+      `GET /client/${GOOD}/time HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(64 * 1024)}\r\nConnection: close`,
+    );
     expect([0, 400, 431]).toContain(res.status);
     await expectStillServing(s);
   });

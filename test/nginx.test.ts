@@ -48,8 +48,22 @@ const DEFAULTS = readCommonConfig(new Env({}));
 const GATEWAY_KEEPALIVE_MS = 72_000;
 
 const SITES = [
-  { role: 'server', file: 'restpipe-server.conf', socket: '/run/restpipe/server-gateway.sock', variable: 'RP_SERVER_GATEWAY_SOCKET', env: 'server.env.example', unit: 'restpipe-server.service' },
-  { role: 'client', file: 'restpipe-client.conf', socket: '/run/restpipe/client-gateway.sock', variable: 'RP_CLIENT_GATEWAY_SOCKET', env: 'client.env.example', unit: 'restpipe-client.service' },
+  {
+    role: 'server',
+    file: 'restpipe-server.conf',
+    socket: '/run/restpipe/server-gateway.sock',
+    variable: 'RP_SERVER_GATEWAY_SOCKET',
+    env: 'server.env.example',
+    unit: 'restpipe-server.service',
+  },
+  {
+    role: 'client',
+    file: 'restpipe-client.conf',
+    socket: '/run/restpipe/client-gateway.sock',
+    variable: 'RP_CLIENT_GATEWAY_SOCKET',
+    env: 'client.env.example',
+    unit: 'restpipe-client.service',
+  },
 ] as const;
 const LISTEN = 'listen 127.0.0.1:80;';
 
@@ -94,7 +108,9 @@ describe('deploy/nginx sites keep in step with the pipe', () => {
       expect(headers).toContain('Connection ""');
       // Host as the caller sent it ($http_host), or nginx's $host when an HTTP/1.0 caller sent none.
       expect(headers).toContain(`Host $restpipe_${site.role}_host`);
-      expect(withoutComments(text)).toMatch(new RegExp(`map \\$http_host \\$restpipe_${site.role}_host \\{\\s*""\\s+\\$host;\\s*default\\s+\\$http_host;\\s*\\}`));
+      expect(withoutComments(text)).toMatch(
+        new RegExp(`map \\$http_host \\$restpipe_${site.role}_host \\{\\s*""\\s+\\$host;\\s*default\\s+\\$http_host;\\s*\\}`),
+      );
       expect(headers).toContain('X-Forwarded-For $proxy_add_x_forwarded_for');
       expect(directives(text, 'proxy_redirect')).toEqual(['off']);
       // Bodies stream; nginx's body limit never undercuts RP_MAX_BODY_BYTES.
@@ -236,8 +252,14 @@ describe.skipIf(!haveNginx)(`through a real nginx${haveNginx ? '' : ` (skipped: 
     await startNginx(
       join(dir, 'nginx'),
       {
-        'restpipe-server.conf': renderSite('restpipe-server.conf', { [`unix:${SITES[0].socket}`]: `unix:${serverSocket}`, [LISTEN]: `listen 127.0.0.1:${serverSitePort};` }),
-        'restpipe-client.conf': renderSite('restpipe-client.conf', { [`unix:${SITES[1].socket}`]: `unix:${clientSocket}`, [LISTEN]: `listen 127.0.0.1:${clientSitePort};` }),
+        'restpipe-server.conf': renderSite('restpipe-server.conf', {
+          [`unix:${SITES[0].socket}`]: `unix:${serverSocket}`,
+          [LISTEN]: `listen 127.0.0.1:${serverSitePort};`,
+        }),
+        'restpipe-client.conf': renderSite('restpipe-client.conf', {
+          [`unix:${SITES[1].socket}`]: `unix:${clientSocket}`,
+          [LISTEN]: `listen 127.0.0.1:${clientSitePort};`,
+        }),
       },
       serverSitePort,
     );
@@ -264,12 +286,24 @@ describe.skipIf(!haveNginx)(`through a real nginx${haveNginx ? '' : ` (skipped: 
       RP_EVENT_HANDLER_FQ_CLASS: handlers.client,
     });
     server = spawnChild('restpipe-server', join(REPO_ROOT, 'scripts/start-server-prod.sh'), [serverEnv], { env: minimalEnv(), cwd: dir });
-    await eventually(async () => existsSync(serverSocket), 10_000, () => `the server's gateway socket did not appear\n${logs()}`);
+    await eventually(
+      async () => existsSync(serverSocket),
+      10_000,
+      () => `the server's gateway socket did not appear\n${logs()}`,
+    );
     client = spawnChild('restpipe-client', join(REPO_ROOT, 'scripts/start-client-prod.sh'), [clientEnv], { env: minimalEnv(), cwd: dir });
 
     // Up when both directions answer through nginx.
-    await eventually(async () => (await call('GET', `${clientSite}/server/time`)).status === 200, 15_000, () => `client → server did not answer through nginx\n${logs()}`);
-    await eventually(async () => (await call('GET', `${serverSite}/client/${CLIENT_NAME}/time`)).status === 200, 15_000, () => `server → client did not answer through nginx\n${logs()}`);
+    await eventually(
+      async () => (await call('GET', `${clientSite}/server/time`)).status === 200,
+      15_000,
+      () => `client → server did not answer through nginx\n${logs()}`,
+    );
+    await eventually(
+      async () => (await call('GET', `${serverSite}/client/${CLIENT_NAME}/time`)).status === 200,
+      15_000,
+      () => `server → client did not answer through nginx\n${logs()}`,
+    );
   }, 60_000);
 
   it('client → server: the example time and cat answer through nginx', async () => {
@@ -452,7 +486,12 @@ function envPrinter(dir: string): string {
   return path;
 }
 function parseEnv(stdout: string): Record<string, string> {
-  return Object.fromEntries(stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  return Object.fromEntries(
+    stdout
+      .split('\n')
+      .filter((l) => l.includes('='))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
 }
 
 describe('start scripts', () => {
@@ -487,11 +526,36 @@ describe('start scripts', () => {
     const file = join(dir, 'server.env');
     writeFileSync(
       file,
-      ['# a comment', '', 'RP_A=plain', 'RP_B="two words"', "RP_C='single'", '  RP_D=indented   ', 'RP_E=', 'RP_F=from the file', 'RP_G=crlf\r', 'RP_H=a=b#c', 'RP_A=later wins'].join('\n'),
+      [
+        '# a comment',
+        '',
+        'RP_A=plain',
+        'RP_B="two words"',
+        "RP_C='single'",
+        '  RP_D=indented   ',
+        'RP_E=',
+        'RP_F=from the file',
+        'RP_G=crlf\r',
+        'RP_H=a=b#c',
+        'RP_A=later wins',
+      ].join('\n'),
     );
-    const res = spawnSync(script('start-server-prod.sh'), [file], { env: minimalEnv({ RP_NODE: envPrinter(dir), RP_F: 'from the environment' }), encoding: 'utf8', timeout: 10_000 });
+    const res = spawnSync(script('start-server-prod.sh'), [file], {
+      env: minimalEnv({ RP_NODE: envPrinter(dir), RP_F: 'from the environment' }),
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
     expect(res.status, res.stderr).toBe(0);
-    expect(parseEnv(res.stdout)).toMatchObject({ RP_A: 'later wins', RP_B: 'two words', RP_C: 'single', RP_D: 'indented', RP_E: '', RP_F: 'from the environment', RP_G: 'crlf', RP_H: 'a=b#c' });
+    expect(parseEnv(res.stdout)).toMatchObject({
+      RP_A: 'later wins',
+      RP_B: 'two words',
+      RP_C: 'single',
+      RP_D: 'indented',
+      RP_E: '',
+      RP_F: 'from the environment',
+      RP_G: 'crlf',
+      RP_H: 'a=b#c',
+    });
   });
 
   it('a prod script refuses a malformed environment file, naming the line', () => {

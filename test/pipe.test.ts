@@ -20,9 +20,17 @@ class EchoServerHandler extends ServerEventHandler {
     return { time_from_server: Date.now() / 1000 };
   }
   get_echo(ctx: EventContext, post: PostData, ...args: string[]) {
-    return { peer: ctx.peer.name, query: ctx.query, rawQuery: ctx.rawQuery, custom: ctx.headers['x-custom'] ?? null, args, mimetype: post.mimetype, data: post.data };
+    return {
+      peer: ctx.peer.name,
+      query: ctx.query,
+      rawQuery: ctx.rawQuery,
+      custom: ctx.headers['x-custom'] ?? null,
+      args,
+      mimetype: post.mimetype,
+      data: post.data,
+    };
   }
-  post_echo(ctx: EventContext, post: PostData) {
+  post_echo(_ctx: EventContext, post: PostData) {
     return { mimetype: post.mimetype, data: post.data };
   }
   get_nested_noun_here() {
@@ -97,7 +105,10 @@ describe('client → server', () => {
   it('parses a JSON POST body for the handler and passes other bodies as bytes or text', async () => {
     const { client } = await startPair({ server: { handler: new EchoServerHandler() } });
     const http = httpClient();
-    const json = await http('POST', `${client.gatewayAddress}/server/echo`, { body: JSON.stringify({ a: [1, 2], b: 'c' }), headers: { 'content-type': 'application/json' } });
+    const json = await http('POST', `${client.gatewayAddress}/server/echo`, {
+      body: JSON.stringify({ a: [1, 2], b: 'c' }),
+      headers: { 'content-type': 'application/json' },
+    });
     expect(json.json()).toEqual({ mimetype: 'application/json', data: { a: [1, 2], b: 'c' } });
     const text = await http('POST', `${client.gatewayAddress}/server/echo`, { body: 'plain words', headers: { 'content-type': 'text/plain' } });
     expect(text.json()).toEqual({ mimetype: 'text/plain', data: 'plain words' });
@@ -213,7 +224,7 @@ describe('errors: event code and HTTP status', () => {
     expect(enc.code).toBe(240);
   });
 
-  it('413 / 241 for a body over the receiving side\'s RP_MAX_BODY_BYTES', async () => {
+  it("413 / 241 for a body over the receiving side's RP_MAX_BODY_BYTES", async () => {
     const { client } = await startPair({ server: { handler: new EchoServerHandler(), env: { RP_MAX_BODY_BYTES: '1000' } } });
     const res = await httpClient()('POST', `${client.gatewayAddress}/server/echo`, { body: 'x'.repeat(2000), headers: { 'content-type': 'text/plain' } });
     expect(res.status).toBe(413);
@@ -223,7 +234,20 @@ describe('errors: event code and HTTP status', () => {
   it('answers forbidden and malformed handler names like a missing handler', async () => {
     const { client, server } = await startPair({ server: { handler: new EchoServerHandler() } });
     const http = httpClient();
-    const nouns = ['constructor', '__proto__', 'toString', 'valueOf', 'hasOwnProperty', 'handled', '..', '%2E%2E', 'echo%2F..', 'time%2Futc', '', 'con structor'];
+    const nouns = [
+      'constructor',
+      '__proto__',
+      'toString',
+      'valueOf',
+      'hasOwnProperty',
+      'handled',
+      '..',
+      '%2E%2E',
+      'echo%2F..',
+      'time%2Futc',
+      '',
+      'con structor',
+    ];
     for (const noun of nouns) {
       const res = await http('GET', `${client.gatewayAddress}/server/${noun}`);
       expect([res.status, res.code], noun).toEqual([404, 255]);

@@ -17,7 +17,6 @@ import { TEST_ENV, closeAll, freePort, httpClient, onClose, startClient, startPa
 
 afterEach(closeAll);
 
-
 class SlowServerHandler extends ServerEventHandler {
   started: EventContext[] = [];
   async get_sleep(ctx: EventContext, _post: PostData, ms: string) {
@@ -150,7 +149,13 @@ const canDropPackets = (() => {
 
 describe('dead peers', () => {
   it.skipIf(!canDropPackets && !process.env.CI)('both sides detect a half-open link (packets silently dropped) within the heartbeat timeout', async () => {
-    const hb = { RP_CLIENT_HEARTBEAT_INTERVAL_S: '0.2', RP_CLIENT_HEARTBEAT_TIMEOUT_S: '1', RP_CLIENT_RECONNECT_INITIAL_S: '0.1', RP_CLIENT_RECONNECT_MAX_S: '0.3', RP_CLIENT_CONNECT_TIMEOUT_S: '1' };
+    const hb = {
+      RP_CLIENT_HEARTBEAT_INTERVAL_S: '0.2',
+      RP_CLIENT_HEARTBEAT_TIMEOUT_S: '1',
+      RP_CLIENT_RECONNECT_INITIAL_S: '0.1',
+      RP_CLIENT_RECONNECT_MAX_S: '0.3',
+      RP_CLIENT_CONNECT_TIMEOUT_S: '1',
+    };
     const { client, server } = await startPair({ server: { env: hb }, client: { env: hb } });
     const port = String(server.pipeAddress.port);
     const rules = [

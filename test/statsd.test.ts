@@ -66,7 +66,11 @@ function recordingLog(level = 'debug'): { log: pino.Logger; records: Array<Recor
 }
 
 async function statsTo(port: number, opts: { host?: string; log?: pino.Logger; flushIntervalMs?: number } = {}): Promise<Stats> {
-  const stats = await createStatsd({ host: opts.host ?? '127.0.0.1', port, prefix: 'restpipe.' }, opts.log ?? recordingLog().log, opts.flushIntervalMs ? { flushIntervalMs: opts.flushIntervalMs } : undefined);
+  const stats = await createStatsd(
+    { host: opts.host ?? '127.0.0.1', port, prefix: 'restpipe.' },
+    opts.log ?? recordingLog().log,
+    opts.flushIntervalMs ? { flushIntervalMs: opts.flushIntervalMs } : undefined,
+  );
   onClose(() => stats.close());
   return stats;
 }
@@ -89,8 +93,9 @@ describe('statsd over a real UDP socket', () => {
       serverStats = await statsTo(serverSink.port);
       clientStats = await statsTo(clientSink.port);
     } finally {
-      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
+      for (const [k, v] of Object.entries(saved))
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
     }
     const server = await startServer({ stats: serverStats });
     const statsClient = await startClient(server, { name: 'agent-2', stats: clientStats });
@@ -107,7 +112,11 @@ describe('statsd over a real UDP socket', () => {
 
     const s = serverSink.metrics;
     const c = clientSink.metrics;
-    await waitFor(() => sum(s, 'restpipe.requests.code.0') === N && sum(c, 'restpipe.requests.sent') === N + 1 && sum(c, 'restpipe.handler.get_time.calls') === 1, 5000, 'the counters');
+    await waitFor(
+      () => sum(s, 'restpipe.requests.code.0') === N && sum(c, 'restpipe.requests.sent') === N + 1 && sum(c, 'restpipe.handler.get_time.calls') === 1,
+      5000,
+      'the counters',
+    );
 
     // The server handled N + 1 requests: N answered by get_time, one had no handler.
     expect(sum(s, 'restpipe.requests.received')).toBe(N + 1);
@@ -164,7 +173,13 @@ describe('statsd over a real UDP socket', () => {
     const late = await http('GET', `${client.gatewayAddress}/server/slow`, { headers: { 'X-RestPipe-Timeout-Ms': '100' } });
     expect(late.status).toBe(504);
     // A client whose certificate another CA signed is refused by the server.
-    const stranger = await startClient(server, { name: 'stranger', identity: await (await foreignPki()).client('stranger'), waitConnected: false, stats: await statsTo(clientSink.port, fast), env: { RP_CLIENT_RECONNECT_INITIAL_S: '5' } });
+    const stranger = await startClient(server, {
+      name: 'stranger',
+      identity: await (await foreignPki()).client('stranger'),
+      waitConnected: false,
+      stats: await statsTo(clientSink.port, fast),
+      env: { RP_CLIENT_RECONNECT_INITIAL_S: '5' },
+    });
     const s = serverSink.metrics;
     const c = clientSink.metrics;
     await waitFor(() => of(s, 'restpipe.heartbeat.rtt', 'ms').length > 0 && of(c, 'restpipe.heartbeat.rtt', 'ms').length > 0, 5000, 'heartbeat round trips');
@@ -192,7 +207,12 @@ describe('statsd over a real UDP socket', () => {
     expect(sink.metrics.filter((m) => m.type === 'c')).toEqual([]);
     await stats.close();
     await waitFor(() => sink.metrics.length >= 4, 3000, 'the counters');
-    expect(sink.lines.sort()).toEqual(['restpipe.bytes.sent:1234|c', 'restpipe.clients.connected:3|g', 'restpipe.frames.sent:500|c', 'restpipe.gateway.time:1.235|ms']);
+    expect(sink.lines.sort()).toEqual([
+      'restpipe.bytes.sent:1234|c',
+      'restpipe.clients.connected:3|g',
+      'restpipe.frames.sent:500|c',
+      'restpipe.gateway.time:1.235|ms',
+    ]);
     // After close nothing is sent and nothing throws.
     stats.increment('frames.sent');
     stats.gauge('clients.connected', 1);
@@ -269,11 +289,15 @@ describe('statsd switched off', () => {
     const sink = await statsdSink();
     const { node } = await runServerCli({ RP_STATSD_HOST: '127.0.0.1', RP_STATSD_PORT: String(sink.port) });
     expect(node.logs().find((l) => l['msg'] === 'sending metrics to statsd')).toMatchObject({ host: '127.0.0.1', port: sink.port, prefix: 'restpipe.' });
-    await waitFor(() => sink.lines.includes('restpipe.clients.connected:1|g') && sum(sink.metrics, 'restpipe.requests.code.0') === 5, 5000, 'metrics from the executable');
+    await waitFor(
+      () => sink.lines.includes('restpipe.clients.connected:1|g') && sum(sink.metrics, 'restpipe.requests.code.0') === 5,
+      5000,
+      'metrics from the executable',
+    );
   });
 
   it('with an empty port sends nothing, not even to the default port 8125', async (ctx) => {
-    let sink;
+    let sink: Awaited<ReturnType<typeof statsdSink>> | undefined;
     try {
       sink = await statsdSink(8125);
     } catch {

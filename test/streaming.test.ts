@@ -222,7 +222,12 @@ describe('deadlines with streamed bodies', () => {
       await sleep(1500);
       yield Buffer.alloc(100 * 1024);
     })();
-    const res = await request(`${client.gatewayAddress}/server/upload`, { method: 'PUT', body: Readable.from(stalled), headers: { 'x-restpipe-timeout-ms': '300' }, dispatcher: dedicatedAgent() });
+    const res = await request(`${client.gatewayAddress}/server/upload`, {
+      method: 'PUT',
+      body: Readable.from(stalled),
+      headers: { 'x-restpipe-timeout-ms': '300' },
+      dispatcher: dedicatedAgent(),
+    });
     expect(res.statusCode).toBe(504);
     expect(res.headers['x-event-return-code']).toBe('244');
     await res.body.dump();
@@ -259,10 +264,14 @@ describe('flow control and cancellation', () => {
     }
     await waitFor(() => handler.sources[0]?.destroyed === true, 5000, 'the server-side source to be destroyed');
     await waitFor(() => client.exchange?.inFlight.streams === 0 && client.exchange.inFlight.outgoing === 0, 5000, 'client streams to clear');
-    await waitFor(() => {
-      const f = server.registry.get('agent-1')?.inFlight;
-      return f?.streams === 0 && f.incoming === 0;
-    }, 5000, 'server streams to clear');
+    await waitFor(
+      () => {
+        const f = server.registry.get('agent-1')?.inFlight;
+        return f?.streams === 0 && f.incoming === 0;
+      },
+      5000,
+      'server streams to clear',
+    );
   });
 
   it('a pipe that drops mid-stream fails the body and leaves nothing pending', async () => {

@@ -35,7 +35,9 @@ if (process.argv[2] === 'server') {
   try {
     const { createBenchIdentities } = await import('../lib/identities.js');
     const ids = await createBenchIdentities(join(work, 'ids'));
-    const kinds = { 'RSA-2048 (certs-tool)': { skey: ids.server.keyPem, scert: ids.server.certPem, ca: ids.ca.certPem, ckey: ids.client.keyPem, ccert: ids.client.certPem } };
+    const kinds = {
+      'RSA-2048 (certs-tool)': { skey: ids.server.keyPem, scert: ids.server.certPem, ca: ids.ca.certPem, ckey: ids.client.keyPem, ccert: ids.client.certPem },
+    };
     if (which('openssl')) kinds['P-256 (openssl)'] = ecIdentities(work);
     else console.log('openssl is not installed: P-256 skipped');
     for (const [kind, f] of Object.entries(kinds)) {
@@ -70,7 +72,9 @@ if (process.argv[2] === 'server') {
         const t0 = performance.now();
         for (let i = 0; i < N; i += 20) for (const r of await Promise.all(Array.from({ length: 20 }, one))) reused += r ? 1 : 0;
         const cpu = procCpu(child.pid) - c0;
-        console.log(`${kind.padEnd(22)} ${resume ? 'resumed' : 'full   '}: server CPU ${((cpu / N) * 1000).toFixed(2)} ms per handshake, ${(N / ((performance.now() - t0) / 1000)).toFixed(0)} handshakes/s, ${reused}/${N} resumed`);
+        console.log(
+          `${kind.padEnd(22)} ${resume ? 'resumed' : 'full   '}: server CPU ${((cpu / N) * 1000).toFixed(2)} ms per handshake, ${(N / ((performance.now() - t0) / 1000)).toFixed(0)} handshakes/s, ${reused}/${N} resumed`,
+        );
         child.kill();
       }
     }
@@ -82,12 +86,47 @@ if (process.argv[2] === 'server') {
 function ecIdentities(dir) {
   const o = (...a) => execFileSync('openssl', a, { cwd: dir, stdio: ['ignore', 'pipe', 'ignore'] });
   o('ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ec-ca.key');
-  o('req', '-x509', '-new', '-key', 'ec-ca.key', '-subj', '/CN=EC CA', '-days', '2', '-out', 'ec-ca.crt', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
-  for (const [name, cn, ext] of [['ec-s', 'localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n'], ['ec-c', 'agent-ec', 'extendedKeyUsage=clientAuth\n']]) {
+  o(
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    'ec-ca.key',
+    '-subj',
+    '/CN=EC CA',
+    '-days',
+    '2',
+    '-out',
+    'ec-ca.crt',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign',
+  );
+  for (const [name, cn, ext] of [
+    ['ec-s', 'localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n'],
+    ['ec-c', 'agent-ec', 'extendedKeyUsage=clientAuth\n'],
+  ]) {
     o('ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}.key`);
     o('req', '-new', '-key', `${name}.key`, '-subj', `/CN=${cn}`, '-out', `${name}.csr`);
     writeFileSync(join(dir, `${name}.ext`), ext);
-    o('x509', '-req', '-in', `${name}.csr`, '-CA', 'ec-ca.crt', '-CAkey', 'ec-ca.key', '-CAcreateserial', '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}.crt`);
+    o(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ec-ca.crt',
+      '-CAkey',
+      'ec-ca.key',
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      `${name}.ext`,
+      '-out',
+      `${name}.crt`,
+    );
   }
   const r = (f) => readFileSync(join(dir, f), 'utf8');
   return { skey: r('ec-s.key'), scert: r('ec-s.crt'), ca: r('ec-ca.crt'), ckey: r('ec-c.key'), ccert: r('ec-c.crt') };

@@ -21,7 +21,10 @@ const settings = [
   { label: 'defaults (window 1 MiB, chunk 64 KiB, connection buffer 4 MiB)', env: {} },
   { label: 'window 4 MiB', env: { RP_STREAM_WINDOW_BYTES: String(4 * MiB) } },
   { label: 'window 8 MiB, connection buffer 16 MiB', env: { RP_STREAM_WINDOW_BYTES: String(8 * MiB), RP_STREAM_CONNECTION_BUFFER_BYTES: String(16 * MiB) } },
-  { label: 'chunk 256 KiB, window 8 MiB, connection buffer 16 MiB', env: { RP_STREAM_CHUNK_BYTES: String(256 * 1024), RP_STREAM_WINDOW_BYTES: String(8 * MiB), RP_STREAM_CONNECTION_BUFFER_BYTES: String(16 * MiB) } },
+  {
+    label: 'chunk 256 KiB, window 8 MiB, connection buffer 16 MiB',
+    env: { RP_STREAM_CHUNK_BYTES: String(256 * 1024), RP_STREAM_WINDOW_BYTES: String(8 * MiB), RP_STREAM_CONNECTION_BUFFER_BYTES: String(16 * MiB) },
+  },
 ];
 try {
   for (const { label, env } of settings) {

@@ -16,24 +16,19 @@ function nodeArgs(root, script, extraNodeArgs = []) {
 }
 
 export async function startServer(root, ids, { pipePort, gatewayPort, env = {}, hooks = false, name = 'restpipe-server', nodeFlags = [] }) {
-  const child = startChild(
-    name,
-    process.execPath,
-    nodeArgs(root, 'server/dist/cli.js', nodeFlags),
-    {
-      ipc: true,
-      env: restpipeEnv({
-        RP_SERVER_CERT_PATH: ids.serverDir,
-        RP_SERVER_BIND_INTERFACE: '127.0.0.1',
-        RP_SERVER_BIND_PORT: String(pipePort),
-        RP_SERVER_GATEWAY_HOST: '127.0.0.1',
-        RP_SERVER_GATEWAY_PORT: String(gatewayPort),
-        RP_EVENT_HANDLER_FQ_CLASS: `${join(root, 'bench/lib/handlers.js')}#BenchServerHandler`,
-        ...(hooks ? { RP_SERVER_CONNECTION_STATE_CHANGE_EVENT_CLASS: `${join(root, 'bench/lib/hooks.js')}#BenchServerHooks` } : {}),
-        ...env,
-      }),
-    },
-  );
+  const child = startChild(name, process.execPath, nodeArgs(root, 'server/dist/cli.js', nodeFlags), {
+    ipc: true,
+    env: restpipeEnv({
+      RP_SERVER_CERT_PATH: ids.serverDir,
+      RP_SERVER_BIND_INTERFACE: '127.0.0.1',
+      RP_SERVER_BIND_PORT: String(pipePort),
+      RP_SERVER_GATEWAY_HOST: '127.0.0.1',
+      RP_SERVER_GATEWAY_PORT: String(gatewayPort),
+      RP_EVENT_HANDLER_FQ_CLASS: `${join(root, 'bench/lib/handlers.js')}#BenchServerHandler`,
+      ...(hooks ? { RP_SERVER_CONNECTION_STATE_CHANGE_EVENT_CLASS: `${join(root, 'bench/lib/hooks.js')}#BenchServerHooks` } : {}),
+      ...env,
+    }),
+  });
   await waitForPort(gatewayPort, '127.0.0.1', 20_000, `${name} gateway`);
   return child;
 }
@@ -54,7 +49,11 @@ export async function startClient(root, ids, { pipePort, gatewayPort, env = {}, 
   await waitForPort(gatewayPort, '127.0.0.1', 20_000, `${name} gateway`);
   // The pipe is up when the client gateway answers through it.
   await waitUntil(
-    () => fetch(`http://127.0.0.1:${gatewayPort}/server/time`).then((r) => r.ok, () => false),
+    () =>
+      fetch(`http://127.0.0.1:${gatewayPort}/server/time`).then(
+        (r) => r.ok,
+        () => false,
+      ),
     { timeoutMs: 20_000, intervalMs: 100, what: 'the RestPipe pipe to come up' },
   );
   return child;

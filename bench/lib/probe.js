@@ -10,8 +10,7 @@ globalThis.__restpipeBench ??= { clients: 0, added: 0, removed: 0 };
 
 if (process.send) {
   let session;
-  const post = (method, params) =>
-    new Promise((resolve, reject) => session.post(method, params, (err, res) => (err ? reject(err) : resolve(res))));
+  const post = (method, params) => new Promise((resolve, reject) => session.post(method, params, (err, res) => (err ? reject(err) : resolve(res))));
   const commands = {
     async mem() {
       if (globalThis.gc) {

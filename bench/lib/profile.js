@@ -8,7 +8,14 @@ export function categorize(url, functionName, root) {
   if (functionName === '(garbage collector)') return 'GC';
   if (functionName === '(program)') return 'V8/native (program)';
   if (!url) return 'native/builtin';
-  if (url.includes('/node_modules/fastify') || url.includes('/node_modules/find-my-way') || url.includes('/node_modules/light-my-request') || url.includes('/node_modules/avvio') || url.includes('/node_modules/fast-json-stringify') || url.includes('/node_modules/@fastify/'))
+  if (
+    url.includes('/node_modules/fastify') ||
+    url.includes('/node_modules/find-my-way') ||
+    url.includes('/node_modules/light-my-request') ||
+    url.includes('/node_modules/avvio') ||
+    url.includes('/node_modules/fast-json-stringify') ||
+    url.includes('/node_modules/@fastify/')
+  )
     return 'fastify';
   if (url.includes('/node_modules/protobufjs') || url.includes('/node_modules/@protobufjs')) return 'protobufjs';
   if (url.includes('/node_modules/pino') || url.includes('/node_modules/thread-stream') || url.includes('/node_modules/sonic-boom')) return 'pino';
@@ -81,14 +88,27 @@ export function summarizeProfile(profile, root, { top = 20 } = {}) {
   const busyUs = totalUs - idleUs;
   const fmt = ([k, us]) => {
     const [fn, url, line] = k.split('\u0000');
-    return { fn, where: url ? `${shortUrl(url, root)}:${line}` : '', area: categorize(url, fn, root), ms: us / 1000, pctBusy: busyUs ? (100 * us) / busyUs : 0 };
+    return {
+      fn,
+      where: url ? `${shortUrl(url, root)}:${line}` : '',
+      area: categorize(url, fn, root),
+      ms: us / 1000,
+      pctBusy: busyUs ? (100 * us) / busyUs : 0,
+    };
   };
   const skip = new Set(['(idle)', '(root)', '(program)', '(garbage collector)']);
   return {
     totalMs: totalUs / 1000,
     busyMs: busyUs / 1000,
-    areas: [...areas].filter(([a]) => a !== 'idle').sort((a, b) => b[1] - a[1]).map(([a, us]) => ({ area: a, ms: us / 1000, pctBusy: busyUs ? (100 * us) / busyUs : 0 })),
-    self: [...self].filter(([k]) => !skip.has(k.split('\u0000')[0])).sort((a, b) => b[1] - a[1]).slice(0, top).map(fmt),
+    areas: [...areas]
+      .filter(([a]) => a !== 'idle')
+      .sort((a, b) => b[1] - a[1])
+      .map(([a, us]) => ({ area: a, ms: us / 1000, pctBusy: busyUs ? (100 * us) / busyUs : 0 })),
+    self: [...self]
+      .filter(([k]) => !skip.has(k.split('\u0000')[0]))
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(fmt),
     inclusive: [...incl]
       .filter(([k]) => {
         const url = k.split('\u0000')[1];

@@ -15,7 +15,11 @@ export function stunnelBinary() {
 
 export function nginxVersion() {
   const bin = nginxBinary();
-  return bin ? tryExec(bin, ['-v'])?.trim().replace(/^nginx version: /, '') : undefined;
+  return bin
+    ? tryExec(bin, ['-v'])
+        ?.trim()
+        .replace(/^nginx version: /, '')
+    : undefined;
 }
 
 export function stunnelVersion() {

@@ -236,7 +236,7 @@ export function tryExec(cmd, args) {
 
 /** Simple markdown table. */
 export function mdTable(header, rows) {
-  const out = [`| ${header.join(' | ')} |`, `|${header.map((h, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
+  const out = [`| ${header.join(' | ')} |`, `|${header.map((_h, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
   for (const r of rows) out.push(`| ${r.join(' | ')} |`);
   return out.join('\n');
 }

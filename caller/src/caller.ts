@@ -308,9 +308,14 @@ class PipeTarget implements Target {
   readonly patch: BodyVerb;
   readonly call: AnyVerb;
 
-  constructor(caller: GatewayCaller, readonly target: string, prefix: string) {
+  constructor(
+    caller: GatewayCaller,
+    readonly target: string,
+    prefix: string,
+  ) {
     const bodiless = (verb: Verb) => ((noun: string, opts?: CallOptions) => caller.call(verb, prefix, target, noun, undefined, opts)) as BodilessVerb;
-    const withBody = (verb: Verb) => ((noun: string, body?: RequestBody, opts?: CallOptions) => caller.call(verb, prefix, target, noun, body, opts)) as BodyVerb;
+    const withBody = (verb: Verb) =>
+      ((noun: string, body?: RequestBody, opts?: CallOptions) => caller.call(verb, prefix, target, noun, body, opts)) as BodyVerb;
     this.get = bodiless('GET');
     this.delete = bodiless('DELETE');
     this.post = withBody('POST');
@@ -330,9 +335,14 @@ class PipeFanoutTarget implements FanoutTarget {
   readonly put: FanoutBodyVerb;
   readonly patch: FanoutBodyVerb;
 
-  constructor(caller: GatewayCaller, readonly target: string, prefix: string) {
+  constructor(
+    caller: GatewayCaller,
+    readonly target: string,
+    prefix: string,
+  ) {
     const bodiless = (verb: Verb) => ((noun: string, opts?: CallOptions) => caller.fanout(verb, prefix, target, noun, undefined, opts)) as FanoutBodilessVerb;
-    const withBody = (verb: Verb) => ((noun: string, body?: RequestBody, opts?: CallOptions) => caller.fanout(verb, prefix, target, noun, body, opts)) as FanoutBodyVerb;
+    const withBody = (verb: Verb) =>
+      ((noun: string, body?: RequestBody, opts?: CallOptions) => caller.fanout(verb, prefix, target, noun, body, opts)) as FanoutBodyVerb;
     this.get = bodiless('GET');
     this.delete = bodiless('DELETE');
     this.post = withBody('POST');
@@ -349,7 +359,8 @@ function checkVerb(verb: Verb): Verb {
 }
 
 function checkTimeout(ms: number): number {
-  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0) throw new CallerUsageError(`timeoutMs must be a positive number of milliseconds, not ${String(ms)}`);
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0)
+    throw new CallerUsageError(`timeoutMs must be a positive number of milliseconds, not ${String(ms)}`);
   return Math.ceil(ms);
 }
 

@@ -27,7 +27,7 @@ export {
 } from './caller.js';
 export type { RequestBody } from './body.js';
 export type { QueryParams } from './event-url.js';
-export { type FanoutEntry, type FanoutResult } from './fan-out.js';
+export type { FanoutEntry, FanoutResult } from './fan-out.js';
 export { EVENT_CODE_HEADER, EventCode, NO_EVENT_CODE, TIMEOUT_HEADER, eventCodeOf } from './event-codes.js';
 export {
   BadReplyError,

@@ -3,7 +3,7 @@
  * results; arguments, client names and query percent-encoded; JSON, text,
  * binary and streamed bodies; headers; usage errors refused before sending.
  */
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { CallerClosedError, CallerUsageError, createCaller, type RawReply } from '@restpipe/caller';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closeAll, startPair } from '../../test/helpers/pipe.js';
@@ -78,9 +78,19 @@ describe('request bodies', () => {
   it('an object as JSON, a string as text, bytes as octet-stream, for every verb', async () => {
     const { client } = await startPair({ server: { handler: new TestServerHandler() } });
     const server = callerFor(client.gatewayAddress).server;
-    expect(await server.post('echo', { a: [1, 2], b: 'c' })).toMatchObject({ verb: 'post', mimetype: 'application/json', kind: 'object', data: { a: [1, 2], b: 'c' } });
+    expect(await server.post('echo', { a: [1, 2], b: 'c' })).toMatchObject({
+      verb: 'post',
+      mimetype: 'application/json',
+      kind: 'object',
+      data: { a: [1, 2], b: 'c' },
+    });
     expect(await server.put('echo', 'plain wörds')).toMatchObject({ verb: 'put', mimetype: 'text/plain; charset=utf-8', kind: 'string', data: 'plain wörds' });
-    expect(await server.patch('echo', Buffer.from([0, 255, 10]))).toMatchObject({ verb: 'patch', mimetype: 'application/octet-stream', kind: 'bytes', hex: '00ff0a' });
+    expect(await server.patch('echo', Buffer.from([0, 255, 10]))).toMatchObject({
+      verb: 'patch',
+      mimetype: 'application/octet-stream',
+      kind: 'bytes',
+      hex: '00ff0a',
+    });
     expect(await server.post('echo', new Uint8Array([1, 2, 3]))).toMatchObject({ mimetype: 'application/octet-stream', hex: '010203' });
     expect(await server.post('echo', [1, 'two'])).toMatchObject({ mimetype: 'application/json', data: [1, 'two'] });
     expect(await server.post('echo')).toMatchObject({ mimetype: '', hex: '' });
@@ -107,11 +117,14 @@ describe('request bodies', () => {
 });
 
 describe('headers and options', () => {
-  it('sends the caller\'s headers and a call\'s own, the call winning', async () => {
+  it("sends the caller's headers and a call's own, the call winning", async () => {
     const { client } = await startPair({ server: { handler: new TestServerHandler() } });
     const caller = callerFor(client.gatewayAddress, { headers: { 'X-Custom': 'from-caller' }, timeoutMs: 7000 });
     expect(await caller.server.get('echo')).toMatchObject({ custom: 'from-caller', timeout: '7000' });
-    expect(await caller.server.get('echo', { headers: { 'x-custom': 'from-call' }, timeoutMs: 1234.2 })).toMatchObject({ custom: 'from-call', timeout: '1235' });
+    expect(await caller.server.get('echo', { headers: { 'x-custom': 'from-call' }, timeoutMs: 1234.2 })).toMatchObject({
+      custom: 'from-call',
+      timeout: '1235',
+    });
   });
 
   it('a gateway URL with a trailing slash works; a path prefix is kept', async () => {
@@ -177,6 +190,7 @@ export async function typeChecks(): Promise<void> {
   const caller = createCaller('http://127.0.0.1:8001');
   const t: number = (await caller.server.get<{ time_from_server: number }>('time')).time_from_server;
   const raw: RawReply = await caller.server.get('big', { raw: true });
+  // biome-ignore lint/suspicious/noConfusingVoidType: the notify overload resolves to void
   const nothing: void = await caller.server.post('note', { a: 1 }, { notify: true });
   const body: Readable = raw.body;
   // @ts-expect-error raw: true returns a RawReply, not T

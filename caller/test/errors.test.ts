@@ -36,7 +36,16 @@ describe('PipeFailError from a call', () => {
     const err = await failure(callerFor(client.gatewayAddress).server.get('fail'));
     expect(err).toBeInstanceOf(Error);
     expect(err.name).toBe('PipeFailError');
-    expect(err).toMatchObject({ code: 251, status: 500, remoteClass: 'TypeError', message: 'the disk is on fire', verb: 'GET', noun: 'fail', target: 'server', errorCode: undefined });
+    expect(err).toMatchObject({
+      code: 251,
+      status: 500,
+      remoteClass: 'TypeError',
+      message: 'the disk is on fire',
+      verb: 'GET',
+      noun: 'fail',
+      target: 'server',
+      errorCode: undefined,
+    });
     expect(err.traceback).toContain('get_fail');
     expect(err.data).toMatchObject({ exception: { class: 'TypeError' } });
   });
@@ -51,7 +60,13 @@ describe('PipeFailError from a call', () => {
   it('242 / 404 with RP_UNKNOWN_CLIENT for a client that is not connected', async () => {
     const { server } = await startPair();
     const err = await failure(callerFor(server.gatewayAddress).client('nobody').get('time'));
-    expect(err).toMatchObject({ code: 242, status: 404, errorCode: 'RP_UNKNOWN_CLIENT', target: 'client/nobody', message: 'no client named "nobody" is connected' });
+    expect(err).toMatchObject({
+      code: 242,
+      status: 404,
+      errorCode: 'RP_UNKNOWN_CLIENT',
+      target: 'client/nobody',
+      message: 'no client named "nobody" is connected',
+    });
     expect(err.remoteClass).toBeUndefined();
   });
 
@@ -76,7 +91,7 @@ describe('PipeFailError from a call', () => {
     expect(err).toMatchObject({ code: 243, status: 503, errorCode: 'RP_PEER_NOT_CONNECTED' });
   });
 
-  it('an application\'s own non-zero code, with the handler\'s data', async () => {
+  it("an application's own non-zero code, with the handler's data", async () => {
     const { client } = await startPair({ server: { handler: new TestServerHandler() } });
     const err = await failure(callerFor(client.gatewayAddress).server.get('app_code'));
     expect(err).toMatchObject({ code: 7, status: 200, data: 'seven', mimetype: 'text/plain', remoteClass: undefined, errorCode: undefined });
@@ -135,7 +150,7 @@ describe('raiseForException on raw undici responses', () => {
 });
 
 describe('codes', () => {
-  it('EventCode is the gateway\'s, and PipeFailError.status matches its HTTP status', () => {
+  it("EventCode is the gateway's, and PipeFailError.status matches its HTTP status", () => {
     expect(EventCode).toEqual(sharedEventCode);
     expect(NO_EVENT_CODE).toBe(-1);
     expect(httpStatusForEventCode(EventCode.HANDLER_THREW)).toBe(500);

@@ -29,7 +29,16 @@ describe('fan-out', () => {
     expect(result.beta).toBe('beta ok');
     const gamma = result.gamma;
     expect(gamma).toBeInstanceOf(PipeFailError);
-    expect(gamma).toMatchObject({ code: 251, status: 500, remoteClass: 'Error', message: 'gamma fails', client: 'gamma', target: 'client/gamma', verb: 'GET', noun: 'maybe_fail' });
+    expect(gamma).toMatchObject({
+      code: 251,
+      status: 500,
+      remoteClass: 'Error',
+      message: 'gamma fails',
+      client: 'gamma',
+      target: 'client/gamma',
+      verb: 'GET',
+      noun: 'maybe_fail',
+    });
     expect((gamma as PipeFailError).traceback).toContain('get_maybe_fail');
   });
 
@@ -64,7 +73,11 @@ describe('fan-out', () => {
 
   it('a failure of the whole call throws: a client node has no /clients route', async () => {
     const { client } = await startPair();
-    await expect(callerFor(client.gatewayAddress).clients('*').get('time')).rejects.toMatchObject({ name: 'PipeFailError', code: 255, errorCode: 'RP_NO_ROUTE' });
+    await expect(callerFor(client.gatewayAddress).clients('*').get('time')).rejects.toMatchObject({
+      name: 'PipeFailError',
+      code: 255,
+      errorCode: 'RP_NO_ROUTE',
+    });
   });
 });
 

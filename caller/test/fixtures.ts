@@ -76,7 +76,14 @@ export class TestServerHandler extends ServerEventHandler {
     return { time_from_server: Date.now() / 1000 };
   }
   get_echo(ctx: EventContext, _post: PostData, ...args: string[]) {
-    return { peer: ctx.peer.name, args, query: ctx.query, rawQuery: ctx.rawQuery, custom: ctx.headers['x-custom'] ?? null, timeout: ctx.headers['x-restpipe-timeout-ms'] ?? null };
+    return {
+      peer: ctx.peer.name,
+      args,
+      query: ctx.query,
+      rawQuery: ctx.rawQuery,
+      custom: ctx.headers['x-custom'] ?? null,
+      timeout: ctx.headers['x-restpipe-timeout-ms'] ?? null,
+    };
   }
   post_echo(ctx: EventContext, post: PostData) {
     return describePost(ctx, post);

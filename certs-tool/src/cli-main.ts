@@ -11,14 +11,7 @@ import { parseArgs } from 'node:util';
 import { describeCertificate, formatCertificateInfo } from './describe.js';
 import { CertsToolError, MissingFileError, UsageError, exitCodeFor } from './errors.js';
 import { assertNoneExist } from './files.js';
-import {
-  DEFAULT_CA_DAYS,
-  DEFAULT_CA_NAME,
-  DEFAULT_LEAF_DAYS,
-  createCa,
-  createClientIdentity,
-  createServerIdentity,
-} from './identities.js';
+import { DEFAULT_CA_DAYS, DEFAULT_CA_NAME, DEFAULT_LEAF_DAYS, createCa, createClientIdentity, createServerIdentity } from './identities.js';
 import type { Identity } from './identities.js';
 import { CERT_PATH_ENV, DEFAULT_IDENTITY_DIR, IDENTITY_FILES, installIdentity, resolveIdentityDir, writeIdentity } from './install.js';
 import { DEFAULT_KEY_BITS } from './keys.js';
@@ -108,7 +101,10 @@ function list(values: Values, name: string): string[] {
   const v = values[name];
   const items = Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
   // Accept both `--dns a --dns b` and `--dns a,b`.
-  return items.flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== '');
+  return items
+    .flatMap((s) => s.split(','))
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
 }
 
 function required(values: Values, name: string, command: string): string {
@@ -132,8 +128,7 @@ async function readInput(io: CliIo, path: string, what: string): Promise<string>
     return await readFile(abs, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const reason =
-      code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : String(code ?? err);
+    const reason = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : String(code ?? err);
     throw new MissingFileError(`cannot read ${what} ${path}: ${reason}`, { cause: err });
   }
 }
@@ -285,11 +280,7 @@ ${COMMON_CREATE_HELP}
     };
     const ca = await loadCa(values, io, out);
     await assertNoneExist([join(out, `${base}.key.pem`), join(out, `${base}.crt.pem`)], force);
-    const id = await withProgress(
-      io,
-      `generating a ${opts.keyBits ?? DEFAULT_KEY_BITS}-bit RSA key`,
-      createServerIdentity(ca, opts),
-    );
+    const id = await withProgress(io, `generating a ${opts.keyBits ?? DEFAULT_KEY_BITS}-bit RSA key`, createServerIdentity(ca, opts));
     const paths = await writeIdentity(out, base, id, { force });
     const info = describeCertificate(id.certPem);
     io.stdout.write(`created server identity "${name}" (${info.sans.join(', ')}), valid until ${day(info.notAfter)}\n`);
@@ -335,11 +326,7 @@ ${COMMON_CREATE_HELP}
     const opts = { commonName: name, days: positiveInt(values, 'days'), keyBits: positiveInt(values, 'bits') };
     const ca = await loadCa(values, io, out);
     await assertNoneExist([join(out, `${base}.key.pem`), join(out, `${base}.crt.pem`)], force);
-    const id = await withProgress(
-      io,
-      `generating a ${opts.keyBits ?? DEFAULT_KEY_BITS}-bit RSA key`,
-      createClientIdentity(ca, opts),
-    );
+    const id = await withProgress(io, `generating a ${opts.keyBits ?? DEFAULT_KEY_BITS}-bit RSA key`, createClientIdentity(ca, opts));
     const paths = await writeIdentity(out, base, id, { force });
     const info = describeCertificate(id.certPem);
     io.stdout.write(`created client identity "${name}", valid until ${day(info.notAfter)}\n`);
@@ -441,7 +428,13 @@ Options:
       }
     }
     if (values['json'] === true) {
-      io.stdout.write(JSON.stringify(all.map(({ file, info }) => ({ file, ...info })), null, 2) + '\n');
+      io.stdout.write(
+        `${JSON.stringify(
+          all.map(({ file, info }) => ({ file, ...info })),
+          null,
+          2,
+        )}\n`,
+      );
       return 0;
     }
     all.forEach(({ file, info }, i) => {
@@ -452,13 +445,7 @@ Options:
   },
 };
 
-const COMMANDS: readonly Command[] = [
-  createCaCommand,
-  createServerCommand,
-  createClientCommand,
-  setIdentityCommand,
-  inspectCommand,
-];
+const COMMANDS: readonly Command[] = [createCaCommand, createServerCommand, createClientCommand, setIdentityCommand, inspectCommand];
 
 async function version(): Promise<string> {
   const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };

@@ -63,8 +63,7 @@ export function describeCertificate(certPem: string): CertificateInfo {
 
 /** `describeCertificate` as aligned `label: value` lines. */
 export function formatCertificateInfo(info: CertificateInfo, now: Date = new Date()): string {
-  const status =
-    now < info.notBefore ? ' (NOT YET VALID)' : now > info.notAfter ? ' (EXPIRED)' : '';
+  const status = now < info.notBefore ? ' (NOT YET VALID)' : now > info.notAfter ? ' (EXPIRED)' : '';
   const rows: Array<[string, string]> = [
     ['Subject', info.subject],
     ['Issuer', info.issuer],
@@ -79,5 +78,5 @@ export function formatCertificateInfo(info: CertificateInfo, now: Date = new Dat
     ['SHA-256 fingerprint', info.fingerprintSha256],
   ];
   const width = Math.max(...rows.map(([label]) => label.length)) + 1;
-  return rows.map(([label, value]) => `${(label + ':').padEnd(width)} ${value}`).join('\n') + '\n';
+  return `${rows.map(([label, value]) => `${(`${label}:`).padEnd(width)} ${value}`).join('\n')}\n`;
 }

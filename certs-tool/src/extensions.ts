@@ -76,9 +76,7 @@ export function readExtensions(der: Uint8Array): CertExtensions {
   const tbs = (cert.value as forge.asn1.Asn1[])[0];
   if (!tbs || !Array.isArray(tbs.value)) return out;
   // Extensions are the [3] EXPLICIT element of TBSCertificate (RFC 5280 section 4.1).
-  const extsTagged = tbs.value.find(
-    (v) => v.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && v.type === 3,
-  );
+  const extsTagged = tbs.value.find((v) => v.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && v.type === 3);
   if (!extsTagged) return out;
   for (const ext of pki.certificateExtensionsFromAsn1(extsTagged)) {
     switch (ext.name) {

@@ -50,9 +50,7 @@ export async function assertNoneExist(paths: readonly string[], force = false): 
     if (await exists(p)) existing.push(p);
   }
   if (existing.length > 0) {
-    throw new FileExistsError(
-      `${existing.join(', ')} already exist${existing.length === 1 ? 's' : ''}; use --force to replace`,
-    );
+    throw new FileExistsError(`${existing.join(', ')} already exist${existing.length === 1 ? 's' : ''}; use --force to replace`);
   }
 }
 
@@ -69,11 +67,7 @@ export function checkFileName(name: string, what: string): void {
  * @throws FileExistsError if a destination exists and `force` is not set (nothing written)
  * @throws WriteFailedError on an I/O failure (temporary files removed)
  */
-export async function writeFilesAtomically(
-  dir: string,
-  files: readonly FileSpec[],
-  opts: { force?: boolean } = {},
-): Promise<string[]> {
+export async function writeFilesAtomically(dir: string, files: readonly FileSpec[], opts: { force?: boolean } = {}): Promise<string[]> {
   const absDir = resolve(dir);
   for (const f of files) checkFileName(f.name, 'output file name');
   const targets = files.map((f) => join(absDir, f.name));

@@ -94,11 +94,7 @@ function cnAttribute(cn: string): forge.pki.CertificateField {
   return { name: 'commonName', value: cn, valueTagClass: forge.asn1.Type.UTF8 } as unknown as forge.pki.CertificateField;
 }
 
-function newCertificate(
-  publicKey: forge.pki.PublicKey,
-  commonName: string,
-  validity: { notBefore: Date; notAfter: Date },
-): forge.pki.Certificate {
+function newCertificate(publicKey: forge.pki.PublicKey, commonName: string, validity: { notBefore: Date; notAfter: Date }): forge.pki.Certificate {
   const cert = forge.pki.createCertificate();
   cert.publicKey = publicKey;
   cert.serialNumber = randomSerialHex();
@@ -145,19 +141,13 @@ function loadSigner(ca: Identity): Signer {
     throw new KeyMismatchError('the CA key does not match the CA certificate');
   }
   if (nativeKey.asymmetricKeyType !== 'rsa') {
-    throw new InvalidArgumentError(
-      `signing needs an RSA CA key; this CA key is ${nativeKey.asymmetricKeyType ?? 'unknown'}`,
-    );
+    throw new InvalidArgumentError(`signing needs an RSA CA key; this CA key is ${nativeKey.asymmetricKeyType ?? 'unknown'}`);
   }
   const cert = forge.pki.certificateFromPem(native.toString());
   // forge wants the PKCS#1 or PKCS#8 PEM of an RSA key; re-export so any RSA encoding works.
-  const key = forge.pki.privateKeyFromPem(
-    createPrivateKey(ca.keyPem).export({ type: 'pkcs8', format: 'pem' }).toString(),
-  );
+  const key = forge.pki.privateKeyFromPem(createPrivateKey(ca.keyPem).export({ type: 'pkcs8', format: 'pem' }).toString());
   const skiExt = cert.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | undefined;
-  const keyIdentifier = skiExt?.subjectKeyIdentifier
-    ? forge.util.hexToBytes(skiExt.subjectKeyIdentifier)
-    : cert.generateSubjectKeyIdentifier().getBytes();
+  const keyIdentifier = skiExt?.subjectKeyIdentifier ? forge.util.hexToBytes(skiExt.subjectKeyIdentifier) : cert.generateSubjectKeyIdentifier().getBytes();
   return { cert, key, keyIdentifier, notAfter: new Date(native.validTo) };
 }
 
@@ -176,12 +166,7 @@ function issuerAttributes(ca: forge.pki.Certificate): forge.pki.CertificateField
   });
 }
 
-async function createLeaf(
-  ca: Identity,
-  opts: CommonOptions & { commonName: string },
-  commonName: string,
-  extensions: object[],
-): Promise<Identity> {
+async function createLeaf(ca: Identity, opts: CommonOptions & { commonName: string }, commonName: string, extensions: object[]): Promise<Identity> {
   // Check the options before the CA, so a typo is reported as such.
   checkKeyBits(opts.keyBits ?? DEFAULT_KEY_BITS);
   const validity = resolveValidity(opts, DEFAULT_LEAF_DAYS);
@@ -244,10 +229,7 @@ export async function createServerIdentity(
   }
   checkDnsNames(dnsNames);
   checkIpAddresses(ipAddresses);
-  const altNames = [
-    ...dnsNames.map((value) => ({ type: 2, value })),
-    ...ipAddresses.map((ip) => ({ type: 7, ip })),
-  ];
+  const altNames = [...dnsNames.map((value) => ({ type: 2, value })), ...ipAddresses.map((ip) => ({ type: 7, ip }))];
   return createLeaf(ca, opts, commonName, [
     { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
     { name: 'extKeyUsage', serverAuth: true },
@@ -260,10 +242,7 @@ export async function createServerIdentity(
  * (`/client/<name>/...`), so it must not contain `/`. keyUsage digitalSignature (critical),
  * extKeyUsage clientAuth only, basicConstraints CA:FALSE.
  */
-export async function createClientIdentity(
-  ca: Identity,
-  opts: CommonOptions & { commonName: string },
-): Promise<Identity> {
+export async function createClientIdentity(ca: Identity, opts: CommonOptions & { commonName: string }): Promise<Identity> {
   const commonName = checkCommonName(opts?.commonName, 'client name');
   if (commonName.includes('/')) {
     throw new InvalidArgumentError(`client name must not contain "/": ${JSON.stringify(commonName)}`);

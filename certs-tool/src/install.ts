@@ -28,11 +28,7 @@ export const DEFAULT_IDENTITY_DIR: Record<Role, string> = {
  * A node's certificate directory: `dir` if given, else RP_SERVER_CERT_PATH /
  * RP_CLIENT_CERT_PATH from `env` (when non-empty), else /etc/restpipe/server or /client.
  */
-export function resolveIdentityDir(
-  role: Role,
-  dir?: string,
-  env: Record<string, string | undefined> = process.env,
-): string {
+export function resolveIdentityDir(role: Role, dir?: string, env: Record<string, string | undefined> = process.env): string {
   if (dir) return dir;
   const fromEnv = env[CERT_PATH_ENV[role]];
   return fromEnv ? fromEnv : DEFAULT_IDENTITY_DIR[role];
@@ -70,12 +66,7 @@ export async function installIdentity(
  * {@link installIdentity}.
  * @returns the absolute paths written.
  */
-export async function writeIdentity(
-  dir: string,
-  baseName: string,
-  id: Identity,
-  opts: { force?: boolean } = {},
-): Promise<{ key: string; cert: string }> {
+export async function writeIdentity(dir: string, baseName: string, id: Identity, opts: { force?: boolean } = {}): Promise<{ key: string; cert: string }> {
   checkFileName(baseName, 'base file name');
   const [key, cert] = (await writeFilesAtomically(
     dir,

@@ -23,9 +23,7 @@ export interface GeneratedKey {
 /** Throws InvalidArgumentError unless `bits` is a supported RSA modulus length. */
 export function checkKeyBits(bits: number): void {
   if (!Number.isInteger(bits) || bits < MIN_KEY_BITS || bits > MAX_KEY_BITS || bits % 8 !== 0) {
-    throw new InvalidArgumentError(
-      `key size must be a multiple of 8 between ${MIN_KEY_BITS} and ${MAX_KEY_BITS} bits, got ${String(bits)}`,
-    );
+    throw new InvalidArgumentError(`key size must be a multiple of 8 between ${MIN_KEY_BITS} and ${MAX_KEY_BITS} bits, got ${String(bits)}`);
   }
 }
 

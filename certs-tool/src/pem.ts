@@ -19,7 +19,7 @@ const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----[\s\S]*?-----END \1-----/g;
 export function pemBlocks(text: string): PemBlock[] {
   const blocks: PemBlock[] = [];
   for (const m of text.matchAll(PEM_BLOCK)) {
-    blocks.push({ type: m[1] ?? '', text: m[0] + '\n' });
+    blocks.push({ type: m[1] ?? '', text: `${m[0]}\n` });
   }
   return blocks;
 }
@@ -63,9 +63,7 @@ const KEY_TYPES = new Set(['PRIVATE KEY', 'RSA PRIVATE KEY', 'EC PRIVATE KEY']);
 export function parsePrivateKey(pem: string, label: string): KeyObject {
   const blocks = pemBlocks(pem);
   if (blocks.some((b) => b.type === 'ENCRYPTED PRIVATE KEY' || /Proc-Type:\s*4,ENCRYPTED/.test(b.text))) {
-    throw new EncryptedKeyError(
-      `${label} is passphrase-protected; decrypt it first (openssl pkey -in KEY -out KEY.plain)`,
-    );
+    throw new EncryptedKeyError(`${label} is passphrase-protected; decrypt it first (openssl pkey -in KEY -out KEY.plain)`);
   }
   const keyBlock = blocks.find((b) => KEY_TYPES.has(b.type));
   if (!keyBlock) {

@@ -3,14 +3,7 @@
  * connect time, with a message that says what is wrong.
  */
 import type { X509Certificate } from 'node:crypto';
-import {
-  ExpiredError,
-  KeyMismatchError,
-  NotCaError,
-  NotYetValidError,
-  WrongCaError,
-  WrongUsageError,
-} from './errors.js';
+import { ExpiredError, KeyMismatchError, NotCaError, NotYetValidError, WrongCaError, WrongUsageError } from './errors.js';
 import { readExtensions } from './extensions.js';
 import { parseCertificates, parsePrivateKey } from './pem.js';
 
@@ -110,8 +103,6 @@ export function validateIdentity(role: Role, files: IdentityFiles, now: Date = n
   const eku = readExtensions(leaf.raw).extKeyUsage;
   if (!eku.includes(required) && !eku.includes('anyExtendedKeyUsage')) {
     const has = eku.length > 0 ? eku.join(', ') : 'none';
-    throw new WrongUsageError(
-      `${leafName} is not a ${role} certificate: it needs extended key usage ${required}, it has ${has}`,
-    );
+    throw new WrongUsageError(`${leafName} is not a ${role} certificate: it needs extended key usage ${required}, it has ${has}`);
   }
 }

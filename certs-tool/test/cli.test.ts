@@ -7,20 +7,9 @@ import { createPrivateKey } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createClientIdentity, createServerIdentity } from '@restpipe/certs-tool';
+import { createClientIdentity } from '@restpipe/certs-tool';
 import { main } from '@restpipe/certs-tool/cli-main';
-import {
-  CLI_PATH,
-  SERVER_NAME,
-  SLOW,
-  captureIo,
-  getFixtures,
-  modeOf,
-  openssl,
-  snapshot,
-  useTempDirs,
-  writePems,
-} from './helpers.js';
+import { CLI_PATH, SERVER_NAME, SLOW, captureIo, getFixtures, modeOf, openssl, snapshot, useTempDirs, writePems } from './helpers.js';
 import type { CapturedIo } from './helpers.js';
 
 const fixtureDir = useTempDirs('all');
@@ -35,9 +24,7 @@ beforeAll(async () => {
     createClientIdentity(f.ca, { commonName: 'old', validFrom: new Date(Date.now() - 10 * day), days: 1 }),
     createClientIdentity(f.ca, { commonName: 'soon', validFrom: new Date(Date.now() + 2 * day) }),
   ]);
-  const encrypted = createPrivateKey(f.client.keyPem)
-    .export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'secret' })
-    .toString();
+  const encrypted = createPrivateKey(f.client.keyPem).export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'secret' }).toString();
   pem = writePems(fixtureDir(), {
     'ca.crt.pem': f.ca.certPem,
     'ca.key.pem': f.ca.keyPem,
@@ -110,7 +97,23 @@ describe('create-ca, create-server, create-client', () => {
   it('sign with --ca-key/--ca-cert into --out with --file-name, --days and --bits', { timeout: SLOW }, async () => {
     const cwd = tempDir();
     const r = await run(
-      ['create-server', '--name', 'n.test', '--ca-key', p('ca.key.pem'), '--ca-cert', p('ca.crt.pem'), '--out', 'o', '--file-name', 'edge', '--days', '30', '--bits', '3072'],
+      [
+        'create-server',
+        '--name',
+        'n.test',
+        '--ca-key',
+        p('ca.key.pem'),
+        '--ca-cert',
+        p('ca.crt.pem'),
+        '--out',
+        'o',
+        '--file-name',
+        'edge',
+        '--days',
+        '30',
+        '--bits',
+        '3072',
+      ],
       { cwd },
     );
     expect(r.code, r.io.err()).toBe(0);
@@ -204,17 +207,73 @@ describe('set-identity', () => {
   // Every bad input: exit 1, one line on stderr, nothing written to the destination.
   const badInputs: Array<{ what: string; role: 'server' | 'client'; key: string; cert: string; ca?: string; fragment: RegExp }> = [
     { what: 'a missing key file', role: 'client', key: 'nope.key.pem', cert: 'client.crt.pem', fragment: /cannot read key .*nope\.key\.pem: no such file/ },
-    { what: 'a missing CA file', role: 'client', key: 'client.key.pem', cert: 'client.crt.pem', ca: 'nope.crt.pem', fragment: /cannot read CA certificate .*nope\.crt\.pem/ },
-    { what: 'a non-PEM certificate', role: 'client', key: 'client.key.pem', cert: 'junk.txt', fragment: /junk\.txt is not a PEM certificate \(no PEM data found\)/ },
-    { what: 'a certificate given as the key', role: 'client', key: 'client.crt.pem', cert: 'client.crt.pem', fragment: /is not a PEM private key \(found CERTIFICATE\)/ },
+    {
+      what: 'a missing CA file',
+      role: 'client',
+      key: 'client.key.pem',
+      cert: 'client.crt.pem',
+      ca: 'nope.crt.pem',
+      fragment: /cannot read CA certificate .*nope\.crt\.pem/,
+    },
+    {
+      what: 'a non-PEM certificate',
+      role: 'client',
+      key: 'client.key.pem',
+      cert: 'junk.txt',
+      fragment: /junk\.txt is not a PEM certificate \(no PEM data found\)/,
+    },
+    {
+      what: 'a certificate given as the key',
+      role: 'client',
+      key: 'client.crt.pem',
+      cert: 'client.crt.pem',
+      fragment: /is not a PEM private key \(found CERTIFICATE\)/,
+    },
     { what: 'a non-PEM CA', role: 'client', key: 'client.key.pem', cert: 'client.crt.pem', ca: 'junk.txt', fragment: /junk\.txt is not a PEM certificate/ },
-    { what: 'a key that does not match the certificate', role: 'client', key: 'other.key.pem', cert: 'client.crt.pem', fragment: /client key does not match the client certificate \(CN=branch-01\)/ },
-    { what: 'a certificate from another CA', role: 'client', key: 'other.key.pem', cert: 'other.crt.pem', fragment: /not signed by the given CA \(CN=RestPipe CA\).*issued by CN=Other CA/ },
+    {
+      what: 'a key that does not match the certificate',
+      role: 'client',
+      key: 'other.key.pem',
+      cert: 'client.crt.pem',
+      fragment: /client key does not match the client certificate \(CN=branch-01\)/,
+    },
+    {
+      what: 'a certificate from another CA',
+      role: 'client',
+      key: 'other.key.pem',
+      cert: 'other.crt.pem',
+      fragment: /not signed by the given CA \(CN=RestPipe CA\).*issued by CN=Other CA/,
+    },
     { what: 'an expired certificate', role: 'client', key: 'expired.key.pem', cert: 'expired.crt.pem', fragment: /\(CN=old\) expired on \d{4}-/ },
-    { what: 'a not-yet-valid certificate', role: 'client', key: 'future.key.pem', cert: 'future.crt.pem', fragment: /\(CN=soon\) is not valid yet: valid from \d{4}-/ },
-    { what: 'a server certificate as a client identity', role: 'client', key: 'server.key.pem', cert: 'server.crt.pem', fragment: /is not a client certificate: it needs extended key usage clientAuth, it has serverAuth/ },
-    { what: 'a client certificate as the server identity', role: 'server', key: 'client.key.pem', cert: 'client.crt.pem', fragment: /is not a server certificate: it needs extended key usage serverAuth/ },
-    { what: 'a leaf certificate as the CA', role: 'client', key: 'client.key.pem', cert: 'client.crt.pem', ca: 'server.crt.pem', fragment: /is not a CA certificate/ },
+    {
+      what: 'a not-yet-valid certificate',
+      role: 'client',
+      key: 'future.key.pem',
+      cert: 'future.crt.pem',
+      fragment: /\(CN=soon\) is not valid yet: valid from \d{4}-/,
+    },
+    {
+      what: 'a server certificate as a client identity',
+      role: 'client',
+      key: 'server.key.pem',
+      cert: 'server.crt.pem',
+      fragment: /is not a client certificate: it needs extended key usage clientAuth, it has serverAuth/,
+    },
+    {
+      what: 'a client certificate as the server identity',
+      role: 'server',
+      key: 'client.key.pem',
+      cert: 'client.crt.pem',
+      fragment: /is not a server certificate: it needs extended key usage serverAuth/,
+    },
+    {
+      what: 'a leaf certificate as the CA',
+      role: 'client',
+      key: 'client.key.pem',
+      cert: 'client.crt.pem',
+      ca: 'server.crt.pem',
+      fragment: /is not a CA certificate/,
+    },
     { what: 'a passphrase-protected key', role: 'client', key: 'encrypted.key.pem', cert: 'client.crt.pem', fragment: /passphrase-protected/ },
   ];
   for (const c of badInputs) {
@@ -222,7 +281,7 @@ describe('set-identity', () => {
       const dir = tempDir();
       writeFileSync(join(dir, 'unrelated.txt'), 'keep me');
       const before = snapshot(dir);
-      const at = (name: string) => (pem[name] ?? join(dir, '..', name));
+      const at = (name: string) => pem[name] ?? join(dir, '..', name);
       const r = await run(['set-identity', c.role, '--key', at(c.key), '--cert', at(c.cert), '--ca', at(c.ca ?? 'ca.crt.pem'), '--dir', dir]);
       expect(r.code).toBe(1);
       expectOneLineError(r.io, c.fragment);
@@ -261,7 +320,9 @@ describe('inspect', () => {
     const r = await run(['inspect', p('server.crt.pem')]);
     expect(r.code, r.io.err()).toBe(0);
     const out = r.io.out();
-    const fp = openssl(['x509', '-in', p('server.crt.pem'), '-noout', '-fingerprint', '-sha256']).stdout.trim().split('=')[1];
+    const fp = openssl(['x509', '-in', p('server.crt.pem'), '-noout', '-fingerprint', '-sha256'])
+      .stdout.trim()
+      .split('=')[1];
     expect(fp).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
     expect(out).toContain(`SHA-256 fingerprint: ${fp}`);
     expect(out).toContain(`Subject:             CN=${SERVER_NAME}`);

@@ -3,13 +3,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import {
-  CertsToolError,
-  createCa,
-  createClientIdentity,
-  createServerIdentity,
-  describeCertificate,
-} from '@restpipe/certs-tool';
+import { CertsToolError, createCa, createClientIdentity, createServerIdentity, describeCertificate } from '@restpipe/certs-tool';
 import type { Identity } from '@restpipe/certs-tool';
 import { CLIENT_NAME, SERVER_NAME, SLOW, getFixtures, openssl, useTempDirs, writePems } from './helpers.js';
 import type { Fixtures } from './helpers.js';

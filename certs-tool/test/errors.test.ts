@@ -10,8 +10,7 @@ import { DOCS_PATH } from './helpers.js';
 type ErrorClass = new (message: string) => CertsToolError;
 
 const errorClasses: Array<[string, ErrorClass]> = Object.entries(certsTool as Record<string, unknown>).filter(
-  (entry): entry is [string, ErrorClass] =>
-    typeof entry[1] === 'function' && (entry[1] as { prototype: unknown }).prototype instanceof CertsToolError,
+  (entry): entry is [string, ErrorClass] => typeof entry[1] === 'function' && (entry[1] as { prototype: unknown }).prototype instanceof CertsToolError,
 );
 
 describe('errors', () => {

@@ -79,10 +79,10 @@ export function snapshot(dir: string): Record<string, string> {
       const st = statSync(p);
       const rel = prefix + name;
       if (st.isDirectory()) {
-        result[rel + '/'] = (st.mode & 0o777).toString(8);
-        walk(p, rel + '/');
+        result[`${rel}/`] = (st.mode & 0o777).toString(8);
+        walk(p, `${rel}/`);
       } else {
-        result[rel] = (st.mode & 0o777).toString(8) + ':' + readFileSync(p, 'utf8');
+        result[rel] = `${(st.mode & 0o777).toString(8)}:${readFileSync(p, 'utf8')}`;
       }
     }
   };

@@ -29,27 +29,19 @@ afterEach(async () => {
 /** A server like RestPipe's: requires a client certificate signed by `ca`, sends back the peer's CN. */
 async function startServer(id: Identity, caPem: string): Promise<{ port: number; accepted: () => number }> {
   let accepted = 0;
-  const server = createServer(
-    { key: id.keyPem, cert: id.certPem, ca: caPem, requestCert: true, rejectUnauthorized: true },
-    (socket) => {
-      accepted++;
-      sockets.add(socket);
-      const cn = socket.getPeerCertificate().subject?.CN;
-      socket.end(`hello ${String(cn)}`);
-    },
-  );
+  const server = createServer({ key: id.keyPem, cert: id.certPem, ca: caPem, requestCert: true, rejectUnauthorized: true }, (socket) => {
+    accepted++;
+    sockets.add(socket);
+    const cn = socket.getPeerCertificate().subject?.CN;
+    socket.end(`hello ${String(cn)}`);
+  });
   servers.add(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { port: (server.address() as AddressInfo).port, accepted: () => accepted };
 }
 
 /** Connect as a RestPipe client would; resolves with what the server said, or the error. */
-function dial(
-  port: number,
-  id: Identity,
-  caPem: string,
-  servername: string | undefined,
-): Promise<{ reply?: string; error?: NodeJS.ErrnoException }> {
+function dial(port: number, id: Identity, caPem: string, servername: string | undefined): Promise<{ reply?: string; error?: NodeJS.ErrnoException }> {
   return new Promise((resolve) => {
     const socket = connect({ host: '127.0.0.1', port, key: id.keyPem, cert: id.certPem, ca: caPem, servername });
     sockets.add(socket);

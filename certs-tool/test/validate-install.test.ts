@@ -87,9 +87,7 @@ describe('validateIdentity', () => {
     expect(validationError('server', { ...files(f.server), keyPem: f.server.certPem }).message).toContain('found CERTIFICATE');
     const broken = f.server.certPem.replace(/\n[A-Za-z0-9+/]{20}/, '\n!!!!');
     expect(validationError('server', { ...files(f.server), certPem: broken }).code).toBe('RP_CERTS_NOT_PEM');
-    const encrypted = createPrivateKey(f.server.keyPem)
-      .export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'secret' })
-      .toString();
+    const encrypted = createPrivateKey(f.server.keyPem).export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'secret' }).toString();
     expect(validationError('server', { ...files(f.server), keyPem: encrypted }).code).toBe('RP_CERTS_ENCRYPTED_KEY');
   });
 
@@ -135,11 +133,65 @@ authorityKeyIdentifier = keyid
     writeFileSync(c, cnf);
     const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
     const at = (n: string) => join(dir, n);
-    run(['req', '-x509', '-config', c, '-extensions', 'root', ...ec, '-keyout', at('root.key'), '-out', at('root.crt'), '-subj', '/CN=Corp Root', '-days', '30']);
+    run([
+      'req',
+      '-x509',
+      '-config',
+      c,
+      '-extensions',
+      'root',
+      ...ec,
+      '-keyout',
+      at('root.key'),
+      '-out',
+      at('root.crt'),
+      '-subj',
+      '/CN=Corp Root',
+      '-days',
+      '30',
+    ]);
     run(['req', '-new', '-config', c, ...ec, '-keyout', at('inter.key'), '-out', at('inter.csr'), '-subj', '/CN=Corp Intermediate']);
-    run(['x509', '-req', '-in', at('inter.csr'), '-CA', at('root.crt'), '-CAkey', at('root.key'), '-set_serial', '2', '-days', '30', '-extfile', c, '-extensions', 'inter', '-out', at('inter.crt')]);
+    run([
+      'x509',
+      '-req',
+      '-in',
+      at('inter.csr'),
+      '-CA',
+      at('root.crt'),
+      '-CAkey',
+      at('root.key'),
+      '-set_serial',
+      '2',
+      '-days',
+      '30',
+      '-extfile',
+      c,
+      '-extensions',
+      'inter',
+      '-out',
+      at('inter.crt'),
+    ]);
     run(['req', '-new', '-config', c, ...ec, '-keyout', at('leaf.key'), '-out', at('leaf.csr'), '-subj', '/CN=corp.test']);
-    run(['x509', '-req', '-in', at('leaf.csr'), '-CA', at('inter.crt'), '-CAkey', at('inter.key'), '-set_serial', '3', '-days', '30', '-extfile', c, '-extensions', 'leaf', '-out', at('leaf.crt')]);
+    run([
+      'x509',
+      '-req',
+      '-in',
+      at('leaf.csr'),
+      '-CA',
+      at('inter.crt'),
+      '-CAkey',
+      at('inter.key'),
+      '-set_serial',
+      '3',
+      '-days',
+      '30',
+      '-extfile',
+      c,
+      '-extensions',
+      'leaf',
+      '-out',
+      at('leaf.crt'),
+    ]);
     const read = (n: string) => readFileSync(at(n), 'utf8');
     return { root: read('root.crt'), inter: read('inter.crt'), leaf: read('leaf.crt'), leafKey: read('leaf.key') };
   }

@@ -133,7 +133,9 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
       pipe: up ? 'up' : 'down',
       state: this._state,
       server: `${this.config.targetHostname}:${this.config.targetPort}`,
-      peer: up ? { name: ex.peer.name, address: ex.peer.address ?? null, agent: ex.peerInfo?.agent ?? null, protocolVersion: ex.peerInfo?.version ?? null } : null,
+      peer: up
+        ? { name: ex.peer.name, address: ex.peer.address ?? null, agent: ex.peerInfo?.agent ?? null, protocolVersion: ex.peerInfo?.version ?? null }
+        : null,
       connectedSince: up ? ex.connectedAt.toISOString() : null,
       lastDisconnectedAt: this.lastDisconnectedAt?.toISOString() ?? null,
       rttMs: up && ex.rttMs !== undefined ? Math.round(ex.rttMs * 1000) / 1000 : null,
@@ -285,7 +287,10 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
         socket.destroy();
         reject(err);
       };
-      const timer = setTimeout(() => fail(new Error(`connecting to ${host}:${port} took over ${this.config.connectTimeoutMs} ms`)), this.config.connectTimeoutMs);
+      const timer = setTimeout(
+        () => fail(new Error(`connecting to ${host}:${port} took over ${this.config.connectTimeoutMs} ms`)),
+        this.config.connectTimeoutMs,
+      );
       socket.once('error', fail);
       socket.once('close', () => fail(new Error('the server closed the connection during the handshake')));
       socket.once('secureConnect', () => {
@@ -316,7 +321,6 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
   private callHook(name: string, call: () => void | Promise<void>): void {
     callHook(this.log, name, call);
   }
-
 
   /**
    * Stops: the gateway takes no new requests, the server gets GoAway,

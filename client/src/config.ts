@@ -1,5 +1,15 @@
 /** The client's settings, from `RP_` environment variables (see README, "Options"). */
-import { Env, freezeConfig, layeredEnv, readCommonConfig, readPort, type CommonConfig, type EnvSource, type GatewayAddress, type IdentityFileNames } from '@restpipe/shared';
+import {
+  Env,
+  freezeConfig,
+  layeredEnv,
+  readCommonConfig,
+  readPort,
+  type CommonConfig,
+  type EnvSource,
+  type GatewayAddress,
+  type IdentityFileNames,
+} from '@restpipe/shared';
 
 /** File names in `RP_CLIENT_CERT_PATH`, as `restpipe-certs set-identity client` installs them. */
 export const CLIENT_IDENTITY_FILES: IdentityFileNames = Object.freeze({

@@ -24,7 +24,7 @@ function generate(outDir) {
   const flags = ['-t', 'static-module', '--force-number', '--no-verify', '--no-convert', '--no-delimited'];
   execFileSync(process.execPath, [pbjs, ...flags, '-w', 'es6', '--no-comments', '-o', js, schema]);
   // Node ESM needs the file extension on the subpath import.
-  let code = readFileSync(js, 'utf8').replace(/from "protobufjs\/minimal"/g, 'from "protobufjs/minimal.js"');
+  const code = readFileSync(js, 'utf8').replace(/from "protobufjs\/minimal"/g, 'from "protobufjs/minimal.js"');
   writeFileSync(js, header + code);
   // pbts reads the CommonJS flavour of the same module to write the typings.
   const cjs = join(outDir, 'restpipe.for-types.cjs');

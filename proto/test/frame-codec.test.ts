@@ -20,7 +20,9 @@ import {
 
 /** One frame of every kind, every field set. */
 const SAMPLES: Record<NonNullable<Frame['kind']>, FrameInit> = {
-  hello: { hello: { version: PROTOCOL_VERSION, capabilities: ['stream', 'notify'], agent: 'restpipe-node/0.1.0', maxFrameBytes: 1 << 20, initialWindowBytes: 1 << 16 } },
+  hello: {
+    hello: { version: PROTOCOL_VERSION, capabilities: ['stream', 'notify'], agent: 'restpipe-node/0.1.0', maxFrameBytes: 1 << 20, initialWindowBytes: 1 << 16 },
+  },
   request: {
     request: {
       id: 4_294_967_295,
@@ -40,7 +42,17 @@ const SAMPLES: Record<NonNullable<Frame['kind']>, FrameInit> = {
       contentLength: -1,
     },
   },
-  reply: { reply: { id: 3, code: 251, mimetype: 'text/plain', body: Buffer.from([0, 1, 2, 255]), streaming: true, contentLength: 123_456_789_012, headers: [{ name: 'etag', value: '"x"' }] } },
+  reply: {
+    reply: {
+      id: 3,
+      code: 251,
+      mimetype: 'text/plain',
+      body: Buffer.from([0, 1, 2, 255]),
+      streaming: true,
+      contentLength: 123_456_789_012,
+      headers: [{ name: 'etag', value: '"x"' }],
+    },
+  },
   chunk: { chunk: { id: 5, data: Buffer.alloc(1000, 0xab), end: true } },
   credit: { credit: { id: 7, bytes: 65_536 } },
   cancel: { cancel: { id: 9, reason: 'deadline' } },

@@ -1,5 +1,15 @@
 /** The server's settings, from `RP_` environment variables (see README, "Options"). */
-import { Env, freezeConfig, layeredEnv, readCommonConfig, readPort, type CommonConfig, type EnvSource, type GatewayAddress, type IdentityFileNames } from '@restpipe/shared';
+import {
+  Env,
+  freezeConfig,
+  layeredEnv,
+  readCommonConfig,
+  readPort,
+  type CommonConfig,
+  type EnvSource,
+  type GatewayAddress,
+  type IdentityFileNames,
+} from '@restpipe/shared';
 
 /** File names in `RP_SERVER_CERT_PATH`, as `restpipe-certs set-identity server` installs them. */
 export const SERVER_IDENTITY_FILES: IdentityFileNames = Object.freeze({

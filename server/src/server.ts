@@ -93,7 +93,10 @@ export class RestPipeServer extends EventEmitter<{ connection: [ClientConnection
     );
     this.tlsServer.on('tlsClientError', (err, socket) => {
       this.stats.increment('connections.refused');
-      this.log.warn({ err: err.message, code: (err as NodeJS.ErrnoException).code, address: socket.remoteAddress }, 'refused a connection: TLS handshake failed');
+      this.log.warn(
+        { err: err.message, code: (err as NodeJS.ErrnoException).code, address: socket.remoteAddress },
+        'refused a connection: TLS handshake failed',
+      );
       // Node reports a handshake timeout here but leaves the socket open.
       socket.destroy();
     });
@@ -183,7 +186,10 @@ export class RestPipeServer extends EventEmitter<{ connection: [ClientConnection
     const address = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : undefined;
     if (!name || !allowsUsage(cert, CLIENT_AUTH_OID)) {
       this.stats.increment('connections.refused');
-      this.log.warn({ address, name }, name ? 'refused a client: its certificate does not allow client authentication' : 'refused a client: its certificate has no common name');
+      this.log.warn(
+        { address, name },
+        name ? 'refused a client: its certificate does not allow client authentication' : 'refused a client: its certificate has no common name',
+      );
       socket.destroy();
       return;
     }
@@ -240,7 +246,6 @@ export class RestPipeServer extends EventEmitter<{ connection: [ClientConnection
     callHook(this.log, name, call);
   }
 
-
   /**
    * Stops: the gateway takes no new requests, every client gets GoAway,
    * requests in flight may finish for `graceMs`, then everything closes.
@@ -271,7 +276,13 @@ function registerServerStatusRoutes(app: FastifyInstance, server: RestPipeServer
     res.write(': connected clients follow as "connected" events\n\n');
     const send = (event: ClientConnectionEvent) => res.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
     for (const client of server.clients()) {
-      send({ type: 'connected', name: String(client.name), address: (client.address as string | null) ?? undefined, time: String(client.connectedSince), clients: server.registry.size });
+      send({
+        type: 'connected',
+        name: String(client.name),
+        address: (client.address as string | null) ?? undefined,
+        time: String(client.connectedSince),
+        clients: server.registry.size,
+      });
     }
     server.on('connection', send);
     // A comment line now and then keeps proxies from closing an idle stream.

@@ -119,7 +119,8 @@ export class Dispatcher {
     if (!spec) return undefined;
     const args = spec.args ?? [];
     for (let i = 0; i < args.length; i++) {
-      if (event.args[i] === undefined || event.args[i] === '') return `missing argument "${args[i]}" (${event.verb.toUpperCase()} ${event.noun}//${args.map((a) => `<${a}>`).join('/')})`;
+      if (event.args[i] === undefined || event.args[i] === '')
+        return `missing argument "${args[i]}" (${event.verb.toUpperCase()} ${event.noun}//${args.map((a) => `<${a}>`).join('/')})`;
     }
     for (const key of spec.query ?? []) {
       if (ctx.query[key] === undefined) return `missing query parameter "${key}"`;

@@ -12,7 +12,10 @@ export function selectClients(selector: string, names: Iterable<string>): { matc
   const all = [...names];
   const matched = new Set<string>();
   const missing: string[] = [];
-  for (const part of selector.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of selector
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     if (/[*?]/.test(part)) {
       const re = globToRegExp(part);
       for (const name of all) if (re.test(name)) matched.add(name);
@@ -26,7 +29,10 @@ export function selectClients(selector: string, names: Iterable<string>): { matc
 }
 
 function globToRegExp(glob: string): RegExp {
-  const escaped = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const escaped = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${escaped}$`);
 }
 

@@ -27,7 +27,17 @@ export const EVENT_CODE_HEADER = 'x-event-return-code';
 export const TIMEOUT_HEADER = 'x-restpipe-timeout-ms';
 
 /** Headers that describe one HTTP hop and are not passed to the handler. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authorization', 'proxy-connection', 'content-length']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'proxy-authorization',
+  'proxy-connection',
+  'content-length',
+]);
 
 /** Which side the gateway runs on, which decides its routes. */
 export type GatewaySide = 'client' | 'server';
@@ -141,7 +151,11 @@ export function createGateway(opts: GatewayOptions): FastifyInstance {
   opts.routes?.(app);
 
   app.setNotFoundHandler((request, reply) => {
-    const err = new RestPipeError('RP_NO_ROUTE', EventCode.NO_HANDLER, `no route for ${request.method} ${request.url.split('?')[0]}; events go to ${prefix}<noun>`);
+    const err = new RestPipeError(
+      'RP_NO_ROUTE',
+      EventCode.NO_HANDLER,
+      `no route for ${request.method} ${request.url.split('?')[0]}; events go to ${prefix}<noun>`,
+    );
     sendError(reply, err, 404);
   });
   app.setErrorHandler((error: Error & { statusCode?: number }, _request, reply) => {
@@ -254,7 +268,14 @@ async function fanOut(opts: GatewayOptions, peerNames: () => Iterable<string>, r
   }
   const deadlineMs = requestDeadline(opts, request.headers[TIMEOUT_HEADER]);
   const payload = request.body;
-  const body = payload instanceof Readable ? await collectBody(payload, opts.maxBodyBytes, (n) => new BodyTooLargeError(`a fan-out body of ${n}+ bytes is over RP_MAX_BODY_BYTES (${opts.maxBodyBytes})`)) : EMPTY;
+  const body =
+    payload instanceof Readable
+      ? await collectBody(
+          payload,
+          opts.maxBodyBytes,
+          (n) => new BodyTooLargeError(`a fan-out body of ${n}+ bytes is over RP_MAX_BODY_BYTES (${opts.maxBodyBytes})`),
+        )
+      : EMPTY;
   const { matched, missing } = selectClients(selector, peerNames());
   const caller = new AbortController();
   const onClose = () => {
@@ -262,7 +283,17 @@ async function fanOut(opts: GatewayOptions, peerNames: () => Iterable<string>, r
   };
   reply.raw.once('close', onClose);
   const callerState: CallerState = { signal: caller.signal };
-  const event = { verb: request.method.toLowerCase(), noun, args, query, headers: eventHeaders(request), mimetype: request.headers['content-type'] ?? '', body, deadlineMs, signal: caller.signal };
+  const event = {
+    verb: request.method.toLowerCase(),
+    noun,
+    args,
+    query,
+    headers: eventHeaders(request),
+    mimetype: request.headers['content-type'] ?? '',
+    body,
+    deadlineMs,
+    signal: caller.signal,
+  };
   const answers: Record<string, FanOutEntry> = {};
   for (const name of missing) answers[name] = entryFromError(new UnknownClientError(name));
   await Promise.all(
@@ -297,7 +328,10 @@ async function requestBody(request: FastifyRequest, inlineMax: number): Promise<
   const header = request.headers['content-length'];
   const declared = header === undefined ? -1 : Number(header);
   if (declared >= 0 && declared <= inlineMax) {
-    return { body: await collectBody(payload, inlineMax, (n) => new BadRequestError(`request body of ${n} bytes is longer than its Content-Length`)), contentLength: declared };
+    return {
+      body: await collectBody(payload, inlineMax, (n) => new BadRequestError(`request body of ${n} bytes is longer than its Content-Length`)),
+      contentLength: declared,
+    };
   }
   return { body: payload, contentLength: declared };
 }

@@ -25,7 +25,19 @@ export {
   type HandlerMethod,
   type EventReplyTuple,
 } from './handler.js';
-export { Dispatcher, FALLBACK_METHOD, type ParameterSpec, VERBS, isValidNoun, handlerMethodName, encodeResult, exceptionReply, type IncomingEvent, type EventReply, type Verb } from './dispatcher.js';
+export {
+  Dispatcher,
+  FALLBACK_METHOD,
+  type ParameterSpec,
+  VERBS,
+  isValidNoun,
+  handlerMethodName,
+  encodeResult,
+  exceptionReply,
+  type IncomingEvent,
+  type EventReply,
+  type Verb,
+} from './dispatcher.js';
 export {
   MessageExchange,
   errorBody,
@@ -40,8 +52,30 @@ export {
 export { InboundStream, OutboundStream, isBodyStream, collectBody } from './streams.js';
 export { parseQuery, HandlerContext } from './event-context.js';
 export { parseEventPath, splitClientName, type EventPath } from './event-path.js';
-export { createGateway, listenGateway, EVENT_CODE_HEADER, TIMEOUT_HEADER, type GatewayOptions, type GatewayAddress, type CallerState, type GatewaySide } from './gateway.js';
-export { Env, readCommonConfig, readPort, layeredEnv, toImportSpecifier, importUserModule, showSetting, freezeConfig, type CommonConfig, type StatsdConfig, type LogLevel, type EnvSource } from './config.js';
+export {
+  createGateway,
+  listenGateway,
+  EVENT_CODE_HEADER,
+  TIMEOUT_HEADER,
+  type GatewayOptions,
+  type GatewayAddress,
+  type CallerState,
+  type GatewaySide,
+} from './gateway.js';
+export {
+  Env,
+  readCommonConfig,
+  readPort,
+  layeredEnv,
+  toImportSpecifier,
+  importUserModule,
+  showSetting,
+  freezeConfig,
+  type CommonConfig,
+  type StatsdConfig,
+  type LogLevel,
+  type EnvSource,
+} from './config.js';
 export { nullStats, type Stats } from './stats.js';
 export { createStatsd, STATSD_FLUSH_INTERVAL_MS, type StatsdOptions } from './statsd.js';
 export { CountingStats } from './counting-stats.js';
@@ -50,5 +84,13 @@ export { loadIdentity, certificateName, allowsUsage, SERVER_AUTH_OID, CLIENT_AUT
 export { loadClass } from './handler-loader.js';
 export { createLogger, type Logger } from './logger.js';
 export { runNodeMain, EXIT_CONFIG, EXIT_FAILURE, type RunningNode } from './node-main.js';
-export { createInProcessPair, duplexPair, type InProcessPair, type InProcessPairOptions, type PairTarget, type PairReply, type PairRequestOptions } from './in-process-pair.js';
+export {
+  createInProcessPair,
+  duplexPair,
+  type InProcessPair,
+  type InProcessPairOptions,
+  type PairTarget,
+  type PairReply,
+  type PairRequestOptions,
+} from './in-process-pair.js';
 export { callHook } from './call-hook.js';

@@ -148,7 +148,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
   private peerWindowBytes = 0;
   private peerStreams = false;
 
-  constructor(private readonly opts: MessageExchangeOptions) {
+  constructor(readonly opts: MessageExchangeOptions) {
     super();
     this.socket = opts.socket;
     this.role = opts.role;
@@ -322,7 +322,8 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
    * handled). The peer handles notifications one at a time, in order.
    */
   notify(event: OutgoingNotification): Promise<void> {
-    if (this._state !== 'open') return Promise.reject(this._state === 'closed' ? (this.closeError ?? new PipeBrokenError('the pipe is closed')) : new ShuttingDownError());
+    if (this._state !== 'open')
+      return Promise.reject(this._state === 'closed' ? (this.closeError ?? new PipeBrokenError('the pipe is closed')) : new ShuttingDownError());
     if (this.peerLeaving) return Promise.reject(new ShuttingDownError('the peer is shutting down'));
     const id = this.allocateId();
     const streamed = this.mustStream(event.body);
@@ -377,7 +378,11 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       this.trySend({ goaway: { reason, code: EventCode.SHUTTING_DOWN } });
     }
     const deadline = Date.now() + graceMs;
-    while (this.state !== 'closed' && (this.pending.size > 0 || this.incoming.size > 0 || this.inbound.size > 0 || this.outbound.size > 0) && Date.now() < deadline) {
+    while (
+      this.state !== 'closed' &&
+      (this.pending.size > 0 || this.incoming.size > 0 || this.inbound.size > 0 || this.outbound.size > 0) &&
+      Date.now() < deadline
+    ) {
       await new Promise((r) => setTimeout(r, 20));
     }
     this.close(new ShuttingDownError(reason));
@@ -450,22 +455,29 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     }
     switch (frame.kind) {
       case 'hello':
-        return this.onHello(frame.hello as wire.Hello);
+        this.onHello(frame.hello as wire.Hello);
+        return;
       case 'request':
-        return this.onRequest(frame.request as wire.Request);
+        this.onRequest(frame.request as wire.Request);
+        return;
       case 'reply':
-        return this.onReply(frame.reply as wire.Reply);
+        this.onReply(frame.reply as wire.Reply);
+        return;
       case 'cancel':
-        return this.onCancel(frame.cancel as wire.Cancel);
+        this.onCancel(frame.cancel as wire.Cancel);
+        return;
       case 'ping':
         this.trySend({ pong: { seq: (frame.ping as wire.Ping).seq } });
         return;
       case 'pong':
-        return this.onPong(frame.pong as wire.Pong);
+        this.onPong(frame.pong as wire.Pong);
+        return;
       case 'goaway':
-        return this.onGoAway(frame.goaway as wire.GoAway);
+        this.onGoAway(frame.goaway as wire.GoAway);
+        return;
       case 'chunk':
-        return this.onChunk(frame.chunk as wire.Chunk);
+        this.onChunk(frame.chunk as wire.Chunk);
+        return;
       case 'credit': {
         const credit = frame.credit as wire.Credit;
         this.outbound.get(credit.id)?.grant(credit.bytes);
@@ -531,7 +543,11 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       if (bodyStream && this.dispatcher.takesStream(req.verb, req.noun)) {
         stream = bodyStream;
       } else if (bodyStream) {
-        body = await collectBody(bodyStream, this.limits.maxBodyBytes, (n) => new BodyTooLargeError(`request body of ${n}+ bytes is over RP_MAX_BODY_BYTES (${this.limits.maxBodyBytes})`));
+        body = await collectBody(
+          bodyStream,
+          this.limits.maxBodyBytes,
+          (n) => new BodyTooLargeError(`request body of ${n}+ bytes is over RP_MAX_BODY_BYTES (${this.limits.maxBodyBytes})`),
+        );
       } else if (body.length > this.limits.maxBodyBytes) {
         throw new BodyTooLargeError(`request body of ${body.length} bytes is over RP_MAX_BODY_BYTES (${this.limits.maxBodyBytes})`);
       }
@@ -555,7 +571,10 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       destroyBody(reply.stream);
       if (reply.code !== EventCode.OK) {
         this.stats.increment('notifications.failed');
-        this.log.warn({ peer: this.peer.name, verb: req.verb, noun: req.noun, code: reply.code, body: reply.body.toString('utf8', 0, 500) }, 'a notification failed');
+        this.log.warn(
+          { peer: this.peer.name, verb: req.verb, noun: req.noun, code: reply.code, body: reply.body.toString('utf8', 0, 500) },
+          'a notification failed',
+        );
       }
       return;
     }

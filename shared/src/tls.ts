@@ -32,9 +32,12 @@ export function loadIdentity(dir: string, files: IdentityFileNames, variable: st
     try {
       return readFileSync(path);
     } catch (err) {
-      throw new ConfigError(`${variable}="${dir}": cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); install an identity with restpipe-certs set-identity`, {
-        cause: err,
-      });
+      throw new ConfigError(
+        `${variable}="${dir}": cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); install an identity with restpipe-certs set-identity`,
+        {
+          cause: err,
+        },
+      );
     }
   };
   return { key: read(files.key), cert: read(files.cert), ca: read(files.ca) };

@@ -63,7 +63,12 @@ export function spawnChild(name: string, command: string, args: string[], opts: 
   const proc = spawn(command, args, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: opts.group === true });
   const lines: string[] = [];
   const keep = (chunk: Buffer) => {
-    lines.push(...chunk.toString('utf8').split('\n').filter((l) => l.length > 0));
+    lines.push(
+      ...chunk
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l.length > 0),
+    );
     if (lines.length > 300) lines.splice(0, lines.length - 300);
   };
   proc.stdout?.on('data', keep);
@@ -138,8 +143,30 @@ export async function installIdentities(dir: string, clientName: string): Promis
     certs('create-client', '--out', ids, '--name', clientName),
   ]);
   await Promise.all([
-    certs('set-identity', 'server', '--dir', serverCertPath, '--key', join(ids, 'server.key.pem'), '--cert', join(ids, 'server.crt.pem'), '--ca', join(ids, 'ca.crt.pem')),
-    certs('set-identity', 'client', '--dir', clientCertPath, '--key', join(ids, `${clientName}.key.pem`), '--cert', join(ids, `${clientName}.crt.pem`), '--ca', join(ids, 'ca.crt.pem')),
+    certs(
+      'set-identity',
+      'server',
+      '--dir',
+      serverCertPath,
+      '--key',
+      join(ids, 'server.key.pem'),
+      '--cert',
+      join(ids, 'server.crt.pem'),
+      '--ca',
+      join(ids, 'ca.crt.pem'),
+    ),
+    certs(
+      'set-identity',
+      'client',
+      '--dir',
+      clientCertPath,
+      '--key',
+      join(ids, `${clientName}.key.pem`),
+      '--cert',
+      join(ids, `${clientName}.crt.pem`),
+      '--ca',
+      join(ids, 'ca.crt.pem'),
+    ),
   ]);
   return { serverCertPath, clientCertPath };
 }
@@ -147,7 +174,13 @@ export async function installIdentities(dir: string, clientName: string): Promis
 /** An environment file in the format of deploy/env/*.env.example. */
 export function writeEnvFile(path: string, vars: Record<string, string>): string {
   mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, `# written by test/nginx.test.ts\n${Object.entries(vars).map(([k, v]) => `${k}=${v}`).join('\n')}\n`, { mode: 0o640 });
+  writeFileSync(
+    path,
+    `# written by test/nginx.test.ts\n${Object.entries(vars)
+      .map(([k, v]) => `${k}=${v}`)
+      .join('\n')}\n`,
+    { mode: 0o640 },
+  );
   return path;
 }
 

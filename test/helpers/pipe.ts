@@ -130,7 +130,9 @@ export interface HttpAnswer {
 }
 
 /** An HTTP client with its own connection pool, closed at teardown. */
-export function httpClient(connections = 16): (method: string, url: string, opts?: { body?: string | Buffer; headers?: Record<string, string> }) => Promise<HttpAnswer> {
+export function httpClient(
+  connections = 16,
+): (method: string, url: string, opts?: { body?: string | Buffer; headers?: Record<string, string> }) => Promise<HttpAnswer> {
   const agent = new Agent({ connections, pipelining: 1 });
   onClose(() => agent.close());
   return async (method, url, opts = {}) => {

@@ -53,7 +53,9 @@ export interface LoggedServer {
 }
 
 /** A real server (pipe and gateway on port 0) logging at warn into memory; closed at teardown. */
-export async function startLoggedServer(setup: { env?: Record<string, string>; handler?: ServerEventHandler; identity?: TlsIdentity } = {}): Promise<LoggedServer> {
+export async function startLoggedServer(
+  setup: { env?: Record<string, string>; handler?: ServerEventHandler; identity?: TlsIdentity } = {},
+): Promise<LoggedServer> {
   const pki = await testPki();
   const log = new LogCapture();
   const stats = new CountingStats();
@@ -138,7 +140,9 @@ export async function rawTlsPeer(port: number, identity?: Partial<TlsIdentity>, 
   const peer = wrap(socket);
   await new Promise<void>((resolve, reject) => {
     socket.once('secureConnect', () => resolve());
-    socket.once('close', () => (opts.expectFailure ? resolve() : reject(new Error(`the TLS connection closed during the handshake: ${peer.error?.message ?? ''}`))));
+    socket.once('close', () =>
+      opts.expectFailure ? resolve() : reject(new Error(`the TLS connection closed during the handshake: ${peer.error?.message ?? ''}`)),
+    );
   });
   return peer;
 }
