@@ -3,14 +3,15 @@
  * The work is done by the library; `main` returns the exit code instead of exiting so tests
  * can run it in-process.
  *
- * Exit codes: 0 success, 1 validation or I/O error, 2 usage error.
+ * Exit codes: 0 success, 1 validation or I/O error (or a bug), 2 usage error. Every failure is
+ * one line on stderr, `restpipe-certs: <code>: <message>`, so scripts can tell them apart.
  */
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { describeCertificate, formatCertificateInfo } from './describe.js';
-import { CertsToolError, MissingFileError, UsageError, exitCodeFor } from './errors.js';
-import { assertNoneExist } from './files.js';
+import { CertsToolError, InternalError, MissingFileError, UsageError, exitCodeFor } from './errors.js';
+import { checkDestination, checkFileName } from './files.js';
 import { DEFAULT_CA_DAYS, DEFAULT_CA_NAME, DEFAULT_LEAF_DAYS, createCa, createClientIdentity, createServerIdentity } from './identities.js';
 import type { Identity } from './identities.js';
 import { CERT_PATH_ENV, DEFAULT_IDENTITY_DIR, IDENTITY_FILES, installIdentity, resolveIdentityDir, writeIdentity } from './install.js';
@@ -83,6 +84,7 @@ Typical use:
 
 Run '${PROG} <command> --help' for a command's options.
 Exit codes: 0 success, 1 invalid input or failed write, 2 usage error.
+Errors are one line on stderr: ${PROG}: RP_CERTS_<CODE>: <message>
 `;
 
 // ---------------------------------------------------------------------------------------------
@@ -222,7 +224,7 @@ Options:
       days: positiveInt(values, 'days'),
       keyBits: positiveInt(values, 'bits'),
     };
-    await assertNoneExist([join(out, 'ca.key.pem'), join(out, 'ca.crt.pem')], force);
+    await checkDestination(out, ['ca.key.pem', 'ca.crt.pem'], force);
     const ca = await withProgress(io, `generating a ${opts.keyBits ?? DEFAULT_KEY_BITS}-bit RSA key`, createCa(opts));
     const paths = await writeIdentity(out, 'ca', ca, { force });
     const info = describeCertificate(ca.certPem);
@@ -270,6 +272,7 @@ ${COMMON_CREATE_HELP}
     const name = required(values, 'name', 'create-server');
     const out = resolve(io.cwd, str(values, 'out') ?? DEFAULT_OUT_DIR);
     const base = str(values, 'file-name') ?? 'server';
+    checkFileName(base, '--file-name');
     const force = values['force'] === true;
     const opts = {
       commonName: name,
@@ -279,7 +282,7 @@ ${COMMON_CREATE_HELP}
       keyBits: positiveInt(values, 'bits'),
     };
     const ca = await loadCa(values, io, out);
-    await assertNoneExist([join(out, `${base}.key.pem`), join(out, `${base}.crt.pem`)], force);
+    await checkDestination(out, [`${base}.key.pem`, `${base}.crt.pem`], force);
     const id = await withProgress(io, `generating a ${opts.keyBits ?? DEFAULT_KEY_BITS}-bit RSA key`, createServerIdentity(ca, opts));
     const paths = await writeIdentity(out, base, id, { force });
     const info = describeCertificate(id.certPem);
@@ -322,10 +325,11 @@ ${COMMON_CREATE_HELP}
     const name = required(values, 'name', 'create-client');
     const out = resolve(io.cwd, str(values, 'out') ?? DEFAULT_OUT_DIR);
     const base = str(values, 'file-name') ?? fileNameFor(name);
+    checkFileName(base, '--file-name');
     const force = values['force'] === true;
     const opts = { commonName: name, days: positiveInt(values, 'days'), keyBits: positiveInt(values, 'bits') };
     const ca = await loadCa(values, io, out);
-    await assertNoneExist([join(out, `${base}.key.pem`), join(out, `${base}.crt.pem`)], force);
+    await checkDestination(out, [`${base}.key.pem`, `${base}.crt.pem`], force);
     const id = await withProgress(io, `generating a ${opts.keyBits ?? DEFAULT_KEY_BITS}-bit RSA key`, createClientIdentity(ca, opts));
     const paths = await writeIdentity(out, base, id, { force });
     const info = describeCertificate(id.certPem);
@@ -461,8 +465,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
   let command: Command | undefined;
   try {
     if (first === undefined) {
-      io.stderr.write(MAIN_HELP);
-      return 2;
+      throw new UsageError(`give a command: ${COMMANDS.map((c) => c.name).join(', ')}`);
     }
     if (first === '--help' || first === '-h') {
       io.stdout.write(MAIN_HELP);
@@ -501,15 +504,30 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
     }
     return await command.run(parsed.values, parsed.positionals, io);
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    let line = `${PROG}: error: ${oneLine(message)}`;
-    if (err instanceof CertsToolError && err.code === 'RP_CERTS_USAGE') {
-      line += ` (see '${PROG} ${command ? `${command.name} ` : ''}--help')`;
-    }
     if (io.env['DEBUG'] === '1' && err instanceof Error && err.stack) {
       io.stderr.write(`${err.stack}\n`);
     }
-    io.stderr.write(`${line}\n`);
-    return exitCodeFor(err);
+    const reported = asCertsToolError(err);
+    io.stderr.write(`${errorLine(reported, command)}\n`);
+    return exitCodeFor(reported);
   }
+}
+
+/** A thrown value as a CertsToolError: itself, or an InternalError for anything else (a bug). */
+function asCertsToolError(err: unknown): CertsToolError {
+  if (err instanceof CertsToolError) return err;
+  const what = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  return new InternalError(`unexpected error, please report it (DEBUG=1 shows the stack): ${what}`, { cause: err });
+}
+
+/**
+ * The one line a failure prints: `restpipe-certs: RP_CERTS_<CODE>: <message>`, the same
+ * `<program>: <code>: <message>` shape as the nodes' `restpipe-server: RP_CONFIG: …`.
+ */
+function errorLine(err: CertsToolError, command: Command | undefined): string {
+  let message = oneLine(err.message) || err.name;
+  if (err.code === 'RP_CERTS_USAGE') {
+    message += ` (see '${PROG} ${command ? `${command.name} ` : ''}--help')`;
+  }
+  return `${PROG}: ${err.code}: ${message}`;
 }

@@ -19,6 +19,7 @@ export const ERROR_CODES = [
   'RP_CERTS_WRITE_FAILED',
   'RP_CERTS_INVALID_ARGUMENT',
   'RP_CERTS_USAGE',
+  'RP_CERTS_INTERNAL',
 ] as const;
 
 export type CertsToolErrorCode = (typeof ERROR_CODES)[number];
@@ -139,8 +140,20 @@ export class UsageError extends CertsToolError {
 }
 
 /**
+ * Anything else that went wrong: a bug in the tool (or in what it runs on), never bad input.
+ * The library does not throw it; the CLI wraps any error that is not a {@link CertsToolError}
+ * in one, so even a bug is reported as one line with a code.
+ */
+export class InternalError extends CertsToolError {
+  override readonly name = 'InternalError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('RP_CERTS_INTERNAL', message, options);
+  }
+}
+
+/**
  * Process exit code for an error: 2 for usage errors (bad command line or option value),
- * 1 for everything else (validation and I/O failures).
+ * 1 for everything else (validation and I/O failures, internal errors).
  */
 export function exitCodeFor(err: unknown): 1 | 2 {
   if (err instanceof CertsToolError) {

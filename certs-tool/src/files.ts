@@ -24,26 +24,27 @@ export interface FileSpec {
   mode: number;
 }
 
+function describeIoError(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  if (!e.code) return err instanceof Error ? err.message : String(err);
+  // Node's fs messages already start with the code: "ENOTDIR: not a directory, stat '/x'".
+  return e.message.startsWith(`${e.code}:`) ? e.message : `${e.code}: ${e.message}`;
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await lstat(path);
     return true;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    // ENOTDIR: a parent is not a directory, so nothing is there (the write reports the parent).
+    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+    throw new WriteFailedError(`cannot check ${path}: ${describeIoError(err)}`, { cause: err });
   }
 }
 
-function describeIoError(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  return e.code ? `${e.code}: ${e.message}` : String(err);
-}
-
-/**
- * Throws FileExistsError naming every path in `paths` that exists, unless `force`. Lets a
- * caller fail before slow work (key generation) instead of after it.
- */
-export async function assertNoneExist(paths: readonly string[], force = false): Promise<void> {
+/** Throws FileExistsError naming every path in `paths` that exists, unless `force`. */
+async function assertNoneExist(paths: readonly string[], force = false): Promise<void> {
   if (force) return;
   const existing: string[] = [];
   for (const p of paths) {
@@ -62,17 +63,14 @@ export function checkFileName(name: string, what: string): void {
 }
 
 /**
- * Write `files` into `dir` atomically as a set.
+ * Check, writing nothing, that files named `names` can be written into `dir`: `dir` is a
+ * directory or does not exist yet (else WriteFailedError), and none of the files exists unless
+ * `force` (else FileExistsError). Lets a caller fail before slow work (key generation).
  * @returns the absolute path of each file, in the order given.
- * @throws FileExistsError if a destination exists and `force` is not set (nothing written)
- * @throws WriteFailedError on an I/O failure (temporary files removed)
  */
-export async function writeFilesAtomically(dir: string, files: readonly FileSpec[], opts: { force?: boolean } = {}): Promise<string[]> {
+export async function checkDestination(dir: string, names: readonly string[], force = false): Promise<string[]> {
   const absDir = resolve(dir);
-  for (const f of files) checkFileName(f.name, 'output file name');
-  const targets = files.map((f) => join(absDir, f.name));
-
-  // 1. Check every destination before touching anything.
+  for (const name of names) checkFileName(name, 'output file name');
   try {
     const dirStat = await stat(absDir);
     if (!dirStat.isDirectory()) throw new WriteFailedError(`${absDir} exists and is not a directory`);
@@ -82,7 +80,26 @@ export async function writeFilesAtomically(dir: string, files: readonly FileSpec
       throw new WriteFailedError(`cannot use directory ${absDir}: ${describeIoError(err)}`, { cause: err });
     }
   }
-  await assertNoneExist(targets, opts.force);
+  const targets = names.map((name) => join(absDir, name));
+  await assertNoneExist(targets, force);
+  return targets;
+}
+
+/**
+ * Write `files` into `dir` atomically as a set.
+ * @returns the absolute path of each file, in the order given.
+ * @throws FileExistsError if a destination exists and `force` is not set (nothing written)
+ * @throws WriteFailedError if `dir` cannot hold them, or on an I/O failure (temporary files
+ *   removed)
+ */
+export async function writeFilesAtomically(dir: string, files: readonly FileSpec[], opts: { force?: boolean } = {}): Promise<string[]> {
+  const absDir = resolve(dir);
+  // 1. Check every destination before touching anything.
+  const targets = await checkDestination(
+    absDir,
+    files.map((f) => f.name),
+    opts.force,
+  );
 
   // 2. Create the directory (0700: it holds private keys) if missing.
   let createdDir: string | undefined;

@@ -44,4 +44,5 @@ export {
   WriteFailedError,
   InvalidArgumentError,
   UsageError,
+  InternalError,
 } from './errors.js';

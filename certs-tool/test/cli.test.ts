@@ -55,10 +55,10 @@ async function run(argv: string[], opts: { cwd?: string; env?: Record<string, st
   return { code, io };
 }
 
-/** Exactly one line on stderr, in the CLI's error format. */
+/** Exactly one line on stderr, in the CLI's error format: `restpipe-certs: RP_CERTS_…: …`. */
 function expectOneLineError(io: CapturedIo, fragment: string | RegExp): void {
   const err = io.err();
-  expect(err).toMatch(/^restpipe-certs: error: [^\n]+\n$/);
+  expect(err).toMatch(/^restpipe-certs: RP_CERTS_[A-Z_]+: [^\n]+\n$/);
   expect(err).toMatch(fragment);
   expect(io.out()).toBe('');
 }
@@ -372,7 +372,9 @@ describe('help', () => {
     expect(top.io.out()).toContain('set-identity');
     const none = await run([]);
     expect(none.code).toBe(2);
-    expect(none.io.err()).toContain('Usage: restpipe-certs <command>');
+    expect(none.io.err()).toBe(
+      "restpipe-certs: RP_CERTS_USAGE: give a command: create-ca, create-server, create-client, set-identity, inspect (see 'restpipe-certs --help')\n",
+    );
   });
 });
 
@@ -407,13 +409,13 @@ describe('the restpipe-certs executable', () => {
     mkdirSync(join(dir, 'node'));
     const r = spawnCli(['set-identity', 'client', '--key', p('server.key.pem'), '--cert', p('server.crt.pem'), '--ca', p('ca.crt.pem'), '--dir', 'node'], dir);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/^restpipe-certs: error: [^\n]*clientAuth[^\n]*\n$/);
+    expect(r.stderr).toMatch(/^restpipe-certs: RP_CERTS_WRONG_USAGE: [^\n]*clientAuth[^\n]*\n$/);
     expect(snapshot(join(dir, 'node'))).toEqual({});
   });
 
   it('exits 2 for an unknown command', { timeout: SLOW }, () => {
     const r = spawnCli(['frobnicate'], tempDir());
     expect(r.status).toBe(2);
-    expect(r.stderr).toBe(`restpipe-certs: error: unknown command "frobnicate" (see 'restpipe-certs --help')\n`);
+    expect(r.stderr).toBe(`restpipe-certs: RP_CERTS_USAGE: unknown command "frobnicate" (see 'restpipe-certs --help')\n`);
   });
 });

@@ -1,11 +1,12 @@
 /**
- * Error classes: stable codes, names, and every code documented in docs/identities.md.
+ * Error classes: stable codes, names, and every code documented in docs/identities.md and in
+ * the README's "Create identities" section.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import * as certsTool from '@restpipe/certs-tool';
 import { CertsToolError, ERROR_CODES, exitCodeFor } from '@restpipe/certs-tool';
-import { DOCS_PATH } from './helpers.js';
+import { DOCS_PATH, README_PATH } from './helpers.js';
 
 type ErrorClass = new (message: string) => CertsToolError;
 
@@ -31,6 +32,16 @@ describe('errors', () => {
     for (const [name] of errorClasses) expect(docs, name).toContain(`\`${name}\``);
   });
 
+  it('are all listed in the README under "Create identities", with the line format', { timeout: 5_000 }, () => {
+    const readme = readFileSync(README_PATH, 'utf8');
+    const start = readme.indexOf('\n## Create identities\n');
+    expect(start, 'README has a "Create identities" section').toBeGreaterThan(0);
+    const end = readme.indexOf('\n## ', start + 1);
+    const section = readme.slice(start, end === -1 ? undefined : end);
+    for (const code of ERROR_CODES) expect(section, code).toContain(`\`${code}\``);
+    expect(section).toContain('restpipe-certs: RP_CERTS_');
+  });
+
   it('pass on their cause', { timeout: 5_000 }, () => {
     const cause = new Error('root');
     expect(new certsTool.WriteFailedError('x', { cause }).cause).toBe(cause);
@@ -40,6 +51,7 @@ describe('errors', () => {
     expect(exitCodeFor(new certsTool.UsageError('x'))).toBe(2);
     expect(exitCodeFor(new certsTool.InvalidArgumentError('x'))).toBe(2);
     expect(exitCodeFor(new certsTool.WrongUsageError('x'))).toBe(1);
+    expect(exitCodeFor(new certsTool.InternalError('x'))).toBe(1);
     expect(exitCodeFor(new Error('x'))).toBe(1);
   });
 });

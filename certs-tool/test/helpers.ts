@@ -19,6 +19,8 @@ export const SLOW = 30_000;
 export const CLI_PATH = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 /** docs/identities.md at the repository root. */
 export const DOCS_PATH = fileURLToPath(new URL('../../docs/identities.md', import.meta.url));
+/** README.md at the repository root. */
+export const README_PATH = fileURLToPath(new URL('../../README.md', import.meta.url));
 
 /**
  * Returns a function making temporary directories under os.tmpdir(); they are removed after
