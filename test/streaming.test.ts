@@ -50,27 +50,49 @@ async function sha256Of(stream: AsyncIterable<unknown>): Promise<{ hex: string; 
   return { hex: hash.digest('hex'), bytes };
 }
 
-/** Samples resident memory every 20 ms; `stop()` returns the peak growth in bytes. */
-function rssWatch(): { stop(): number } {
-  const base = process.memoryUsage.rss();
-  let peak = base;
-  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 20);
-  return {
-    stop() {
-      clearInterval(timer);
-      return Math.max(peak, process.memoryUsage.rss()) - base;
-    },
-  };
+/** Explicit stream settings, so the bounds the tests assert are these numbers, not the defaults. */
+const WINDOW = 1 * MiB;
+const CHUNK = 64 * 1024;
+const CONNECTION_BUFFER = 1 * MiB;
+const STREAM_ENV = {
+  RP_STREAM_WINDOW_BYTES: String(WINDOW),
+  RP_STREAM_CHUNK_BYTES: String(CHUNK),
+  RP_STREAM_CONNECTION_BUFFER_BYTES: String(CONNECTION_BUFFER),
+};
+
+/** Room for the control frames (replies, credits, pings) that go out without waiting for the buffer. */
+const CONTROL_SLACK = 16 * 1024;
+
+/**
+ * What the code bounds, whatever the allocator does: one stream never holds
+ * more than its window unread, and a connection never has more unsent than
+ * its buffer setting plus the one chunk that crossed it.
+ */
+function expectBoundedMemory(exchange: { memory: { peakStreamHeldBytes: number; peakUnsentBytes: number } } | undefined): void {
+  expect(exchange).toBeDefined();
+  const { peakStreamHeldBytes, peakUnsentBytes } = exchange!.memory;
+  expect(peakStreamHeldBytes).toBeLessThanOrEqual(WINDOW);
+  expect(peakUnsentBytes).toBeLessThanOrEqual(CONNECTION_BUFFER + CHUNK + CONTROL_SLACK);
 }
 
 class StreamServerHandler extends ServerEventHandler {
-  static override readonly streamedBodies = ['put_upload', 'post_echo_stream'];
+  static override readonly streamedBodies = ['put_upload', 'put_stalled_upload', 'post_echo_stream'];
   sources: Readable[] = [];
   signals: AbortSignal[] = [];
 
   async put_upload(_ctx: EventContext, post: PostData) {
     const { hex, bytes } = await sha256Of(post.stream as Readable);
     return { sha256: hex, bytes };
+  }
+  /** Reads nothing until the sender has filled the whole window, then reads it all. */
+  async put_stalled_upload(_ctx: EventContext, post: PostData) {
+    const stream = post.stream as Readable;
+    await waitFor(() => stream.readableLength >= WINDOW, 20_000, 'the window to fill');
+    // Give the sender every chance to overrun its credit: it may not.
+    await sleep(50);
+    const heldWhileStalled = stream.readableLength;
+    const { hex, bytes } = await sha256Of(stream);
+    return { sha256: hex, bytes, heldWhileStalled };
   }
   post_echo_stream(_ctx: EventContext, post: PostData) {
     return ['application/octet-stream', 0, post.stream];
@@ -124,30 +146,37 @@ function dedicatedAgent(): Agent {
 
 describe('large bodies', () => {
   it('uploads 100 MiB client → server with an equal sha256 and bounded memory', async () => {
-    const { client } = await startPair({ server: { handler: new StreamServerHandler() } });
+    const { server, client } = await startPair({ server: { handler: new StreamServerHandler(), env: STREAM_ENV }, client: { env: STREAM_ENV } });
     const source = patternSource(100 * MiB);
-    const watch = rssWatch();
     const res = await request(`${client.gatewayAddress}/server/upload`, { method: 'PUT', body: source.stream, dispatcher: dedicatedAgent() });
     const answer = (await res.body.json()) as { sha256: string; bytes: number };
-    const growth = watch.stop();
     expect(res.statusCode).toBe(200);
     expect(answer).toEqual({ sha256: source.digest(), bytes: 100 * MiB });
-    // Both nodes run in this process; buffering the body whole would take ≥ 100 MiB.
-    expect(growth).toBeLessThan(64 * MiB);
+    expectBoundedMemory(server.registry.get('agent-1'));
+    expectBoundedMemory(client.exchange);
+  });
+
+  it('a reader that stalls holds exactly one window of its stream, never more', async () => {
+    const { server, client } = await startPair({ server: { handler: new StreamServerHandler(), env: STREAM_ENV }, client: { env: STREAM_ENV } });
+    const source = patternSource(8 * WINDOW);
+    const res = await request(`${client.gatewayAddress}/server/stalled_upload`, { method: 'PUT', body: source.stream, dispatcher: dedicatedAgent() });
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.json()).toEqual({ sha256: source.digest(), bytes: 8 * WINDOW, heldWhileStalled: WINDOW });
+    expect(server.registry.get('agent-1')!.memory.peakStreamHeldBytes).toBe(WINDOW);
+    expectBoundedMemory(client.exchange);
   });
 
   it('downloads 100 MiB server → client handler → server gateway with an equal sha256 and bounded memory', async () => {
-    const { server } = await startPair({ client: { handler: new StreamClientHandler() } });
+    const { server, client } = await startPair({ server: { env: STREAM_ENV }, client: { handler: new StreamClientHandler(), env: STREAM_ENV } });
     const expected = patternSource(100 * MiB);
     const expectedHash = (await sha256Of(expected.stream)).hex;
-    const watch = rssWatch();
     const res = await request(`${server.gatewayAddress}/client/agent-1/download//${100 * MiB}`, { dispatcher: dedicatedAgent() });
     expect(res.statusCode).toBe(200);
     expect(res.headers['transfer-encoding']).toBe('chunked');
     const got = await sha256Of(res.body);
-    const growth = watch.stop();
     expect(got).toEqual({ hex: expectedHash, bytes: 100 * MiB });
-    expect(growth).toBeLessThan(64 * MiB);
+    expectBoundedMemory(server.registry.get('agent-1'));
+    expectBoundedMemory(client.exchange);
   });
 
   it('uploads 100 MiB server → client with an equal sha256', async () => {

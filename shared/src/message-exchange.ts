@@ -147,6 +147,8 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
   private peerMaxFrameBytes = Number.MAX_SAFE_INTEGER;
   private peerWindowBytes = 0;
   private peerStreams = false;
+  private peakStreamHeldBytes = 0;
+  private peakUnsentBytes = 0;
 
   constructor(readonly opts: MessageExchangeOptions) {
     super();
@@ -171,7 +173,11 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       sendCancel: (id, reason) => {
         if (this._state !== 'closed') this.trySend({ cancel: { id, reason } });
       },
+      canWrite: () => this.socket.writableLength < this.limits.streamConnectionBufferBytes,
       writable: () => this.writable(),
+      held: (bytes) => {
+        if (bytes > this.peakStreamHeldBytes) this.peakStreamHeldBytes = bytes;
+      },
       done: (id, stream) => {
         if (this.inbound.get(id) === stream) this.inbound.delete(id);
         if (this.outbound.get(id) === stream) this.outbound.delete(id);
@@ -223,6 +229,16 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
   /** Requests in flight: sent and awaiting a reply, received and being handled, bodies streaming either way. */
   get inFlight(): { outgoing: number; incoming: number; streams: number } {
     return { outgoing: this.pending.size, incoming: this.incoming.size, streams: this.inbound.size + this.outbound.size };
+  }
+
+  /**
+   * Memory this connection held at its peaks: the most one inbound stream
+   * buffered unread (bounded by `streamWindowBytes`), and the most bytes
+   * written to the socket but not yet sent (bounded by
+   * `streamConnectionBufferBytes` plus one chunk and a few control frames).
+   */
+  get memory(): { peakStreamHeldBytes: number; peakUnsentBytes: number } {
+    return { peakStreamHeldBytes: this.peakStreamHeldBytes, peakUnsentBytes: this.peakUnsentBytes };
   }
 
   private firstId(): number {
@@ -304,10 +320,11 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     return stream.pump(body);
   }
 
-  /** Resolves when the socket's unsent bytes are under the connection cap. */
+  /** Resolves at the socket's next drain (or at once when closed, rejecting). */
   private writable(): Promise<void> {
     if (this._state === 'closed') return Promise.reject(this.closeError ?? new PipeBrokenError('the pipe is closed'));
-    if (this.socket.writableLength < this.limits.streamConnectionBufferBytes) return Promise.resolve();
+    // A cap below the socket's own high-water mark never sees 'drain': check again on the next turn.
+    if (!this.socket.writableNeedDrain) return new Promise<void>((resolve) => setImmediate(resolve));
     return new Promise<void>((resolve) => this.drainWaiters.push(resolve));
   }
 
@@ -727,6 +744,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     if (this.traceFrames) this.log.debug({ peer: this.peer.name, frame: describeFrame(frame), bytes: bytes.length }, 'frame sent');
     this.corkForThisTick();
     this.socket.write(bytes);
+    this.noteUnsent();
     this.stats.increment('frames.sent');
     this.stats.increment('bytes.sent', bytes.length);
   }
@@ -739,8 +757,14 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     this.corkForThisTick();
     this.socket.write(header);
     if (data.length > 0) this.socket.write(data);
+    this.noteUnsent();
     this.stats.increment('frames.sent');
     this.stats.increment('bytes.sent', header.length + data.length);
+  }
+
+  private noteUnsent(): void {
+    const unsent = this.socket.writableLength;
+    if (unsent > this.peakUnsentBytes) this.peakUnsentBytes = unsent;
   }
 
   /** Corks the socket until the next tick, so the frames written meanwhile leave in one write. */

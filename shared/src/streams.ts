@@ -18,21 +18,34 @@ export interface StreamIO {
   sendCredit(id: number, bytes: number): void;
   /** Tells the peer this side abandons the stream (`Cancel`). */
   sendCancel(id: number, reason: string): void;
-  /** Resolves when the connection's send buffer is below its cap. */
+  /** True while the connection's unsent bytes are below its cap. */
+  canWrite(): boolean;
+  /** Resolves when the connection's send buffer drains (check `canWrite` again: other streams may have filled it). */
   writable(): Promise<void>;
   /** The stream is finished or abandoned; forget it. */
   done(id: number, stream: InboundStream | OutboundStream): void;
   /** Largest data in one chunk frame. */
   readonly chunkBytes: number;
+  /** A stream now holds `bytes` unread, more than it ever did (for the exchange's memory figures). */
+  held?(bytes: number): void;
 }
 
-/** A body arriving from the peer, read as a Node Readable. */
+/**
+ * A body arriving from the peer, read as a Node Readable.
+ *
+ * Credit invariant: the bytes the peer may still send plus the bytes
+ * buffered here never exceed the window, so one stream holds at most its
+ * window, however slow its reader. Credit goes back as the reader consumes:
+ * once a quarter of the window is free, or at once when the peer has none
+ * left (so a stalled sender always resumes), one Credit frame per quarter
+ * window on a fast link.
+ */
 export class InboundStream extends Readable {
   /** Bytes the peer may still send before it needs more credit. */
   private allowance: number;
-  /** Bytes consumed (or buffered below the high-water mark) not yet granted back. */
-  private ungranted = 0;
   private ended = false;
+  /** The most bytes this stream held at once (received, not yet read). */
+  peakHeldBytes = 0;
 
   constructor(
     readonly id: number,
@@ -51,8 +64,13 @@ export class InboundStream extends Readable {
     }
     this.allowance -= data.length;
     if (data.length > 0) {
-      this.ungranted += data.length;
-      if (this.push(data)) this.grant(false);
+      this.push(data);
+      const held = this.readableLength;
+      if (held > this.peakHeldBytes) {
+        this.peakHeldBytes = held;
+        this.io.held?.(held);
+      }
+      this.grant();
     }
     if (end) {
       this.ended = true;
@@ -62,15 +80,27 @@ export class InboundStream extends Readable {
   }
 
   override _read(): void {
-    this.grant(true);
+    this.grant();
   }
 
-  private grant(force: boolean): void {
-    if (this.ended || this.ungranted === 0) return;
-    if (!force && this.ungranted < this.window / 2) return;
-    this.io.sendCredit(this.id, this.ungranted);
-    this.allowance += this.ungranted;
-    this.ungranted = 0;
+  /**
+   * Every consumer reads through here (flowing mode too). Readable calls
+   * `_read` before it takes the bytes out of the buffer, so a full buffer
+   * would never see its space freed there: grant once the read is done.
+   */
+  override read(size?: number): unknown {
+    const chunk: unknown = super.read(size);
+    this.grant();
+    return chunk;
+  }
+
+  /** Grants back what the reader has consumed: the window minus what the peer may send minus what is buffered. */
+  private grant(): void {
+    if (this.ended) return;
+    const free = this.window - this.allowance - this.readableLength;
+    if (free <= 0 || (free < this.window / 4 && this.allowance > 0)) return;
+    this.io.sendCredit(this.id, free);
+    this.allowance += free;
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
@@ -205,8 +235,10 @@ export class OutboundStream {
         await new Promise<void>((resolve) => (this.wake = resolve));
         continue;
       }
-      await this.io.writable();
-      if (this.stopped) throw this.stopped;
+      if (!this.io.canWrite()) {
+        await this.io.writable();
+        continue;
+      }
       const n = Math.min(this.credit, this.io.chunkBytes, buf.length - offset);
       this.io.sendChunk(this.id, buf.subarray(offset, offset + n), false);
       this.credit -= n;
