@@ -1,35 +1,15 @@
 /**
  * Event return codes as a gateway answers them in `X-Event-Return-Code`.
  *
- * A copy of `EventCode` in `@restpipe/shared` (a test checks they agree): the
- * caller is installed alone by applications and depends on no other
- * RestPipe package at run time.
+ * `EventCode` is generated (generated/event-codes.ts, by
+ * scripts/generate-event-codes.js) from the table in `@restpipe/shared`, and
+ * `npm run check:generated` fails when it is stale: the caller is installed
+ * alone by applications and depends on no other RestPipe package at run time.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import { EventCode } from './generated/event-codes.js';
 
-/** Event codes by name: 0 ok, 240–246 RestPipe's own, 251 the handler threw, 255 no handler. */
-export const EventCode = {
-  /** The handler ran and answered. */
-  OK: 0,
-  /** The request was malformed: bad arguments, a JSON body that does not parse, a missing parameter. */
-  BAD_REQUEST: 240,
-  /** The body is over the receiving node's maximum. */
-  BODY_TOO_LARGE: 241,
-  /** The server has no connected client by that name. */
-  UNKNOWN_CLIENT: 242,
-  /** The pipe to the peer is not up (and did not come up within the wait). */
-  PEER_NOT_CONNECTED: 243,
-  /** The deadline passed before the reply came. */
-  DEADLINE_EXCEEDED: 244,
-  /** The pipe broke while the request was in flight. */
-  PIPE_BROKEN: 245,
-  /** The node is shutting down and takes no new requests. */
-  SHUTTING_DOWN: 246,
-  /** The handler threw; the body holds the exception. */
-  HANDLER_THREW: 251,
-  /** No handler method for this verb and noun. */
-  NO_HANDLER: 255,
-} as const;
+export { EventCode };
 
 /**
  * The `code` of a `PipeFailError` for an answer without a (numeric)

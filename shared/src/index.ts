@@ -1,5 +1,5 @@
 /** What both RestPipe nodes share: exchange, dispatcher, gateway, config, stats, TLS helpers. */
-export { EventCode, httpStatusForEventCode, type EventCodeName } from './event-codes.js';
+export { EventCode, EVENT_CODES, httpStatusForEventCode, type EventCodeName, type EventCodeEntry } from './event-codes.js';
 export {
   RestPipeError,
   BadRequestError,
