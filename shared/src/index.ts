@@ -1,5 +1,6 @@
 /** What both RestPipe nodes share: exchange, dispatcher, gateway, config, stats, TLS helpers. */
 export { EventCode, EVENT_CODES, httpStatusForEventCode, type EventCodeName, type EventCodeEntry } from './event-codes.js';
+export { ERROR_REGISTRY, ERROR_CODES, isErrorCode, type ErrorCode, type ErrorCodeEntry } from './error-codes.js';
 export {
   RestPipeError,
   BadRequestError,
@@ -9,10 +10,14 @@ export {
   DeadlineExceededError,
   PipeBrokenError,
   ShuttingDownError,
+  InvalidNounError,
+  NoRouteError,
+  InternalError,
   ProtocolError,
   ConfigError,
   IdentityError,
-  ERROR_CODES,
+  errorFromWire,
+  type WireError,
 } from './errors.js';
 export {
   EventHandler,
