@@ -108,6 +108,7 @@ describe('errors and event codes', () => {
     DeadlineExceededError: new shared.DeadlineExceededError(250),
     PipeBrokenError: new shared.PipeBrokenError(undefined, { cause }),
     ShuttingDownError: new shared.ShuttingDownError(undefined, { cause }),
+    OverloadedError: new shared.OverloadedError(64, 2, { cause }),
     InvalidNounError: new shared.InvalidNounError('a b'),
     NoRouteError: new shared.NoRouteError('no route for GET /x', { cause }),
     InternalError: new shared.InternalError(undefined, { cause }),
@@ -146,8 +147,18 @@ describe('errors and event codes', () => {
     expect(samples.InvalidNounError?.message).toBe('"a b" is not a valid noun: use letters, digits, "_" and "/"');
     expect(samples.NoRouteError).toMatchObject({ code: 'RP_NO_ROUTE', eventCode: 255, httpStatus: 404 });
     expect(samples.InternalError).toMatchObject({ code: 'RP_INTERNAL', eventCode: 251, httpStatus: 500, message: 'internal gateway error' });
+    expect(samples.OverloadedError).toMatchObject({
+      code: 'RP_OVERLOADED',
+      eventCode: EventCode.OVERLOADED,
+      httpStatus: 503,
+      limit: 64,
+      retryAfterS: 2,
+      message: 'too many requests in flight on this pipe (limit 64); retry later',
+    });
+    expect(new shared.OverloadedError(8).retryAfterS).toBe(1);
     expect(samples.UnknownClientError?.message).toBe('no client named "nobody" is connected');
     expect(samples.DeadlineExceededError?.message).toBe('no reply within the deadline of 250 ms');
+    expect(EventCode.OVERLOADED).toBe(247);
   });
 
   it("errorFromWire maps an answer's event code and error body back to the error", () => {

@@ -21,7 +21,7 @@ export interface RemoteException {
   class: string;
 }
 
-/** RestPipe's own error, from an `{"error": …}` body (event codes 240–246, some 255). */
+/** RestPipe's own error, from an `{"error": …}` body (event codes 240–247, some 255). */
 export interface RemoteError {
   /** Stable `RP_…` code, e.g. `RP_UNKNOWN_CLIENT`. */
   code: string;
@@ -53,7 +53,7 @@ export interface PipeFailDetails {
 /**
  * A gateway answered with a non-zero event code.
  *
- * `code` is the event code (0 never; 240–246 RestPipe, 251 the handler threw,
+ * `code` is the event code (0 never; 240–247 RestPipe, 251 the handler threw,
  * 255 no handler, others the application's own, `-1` not a RestPipe answer).
  * For 251 `remoteClass`, `message` and `traceback` come from the remote
  * exception; for RestPipe's own errors `errorCode` is the `RP_…` code.

@@ -18,6 +18,10 @@ const TABLE = {
   RP_DEADLINE_EXCEEDED: { event: 'DEADLINE_EXCEEDED', doc: 'no reply within the deadline' },
   RP_PIPE_BROKEN: { event: 'PIPE_BROKEN', doc: 'the pipe broke with the request in flight' },
   RP_SHUTTING_DOWN: { event: 'SHUTTING_DOWN', doc: 'the node is draining' },
+  RP_OVERLOADED: {
+    event: 'OVERLOADED',
+    doc: 'the pipe has `RP_MAX_IN_FLIGHT` requests in flight; retry after the `Retry-After` seconds',
+  },
   RP_NO_HANDLER: { event: 'NO_HANDLER', doc: 'the noun is not well formed, so no handler can match it' },
   RP_NO_ROUTE: {
     event: 'NO_HANDLER',

@@ -81,6 +81,22 @@ export class ShuttingDownError extends RestPipeError {
   }
 }
 
+/**
+ * The pipe already carries its maximum of requests in flight. The gateway
+ * answers 503 with `Retry-After: retryAfterS`.
+ */
+export class OverloadedError extends RestPipeError {
+  constructor(
+    /** The in-flight limit that was reached. */
+    readonly limit: number,
+    /** Whole seconds the caller should wait before retrying (the `Retry-After` header). */
+    readonly retryAfterS = 1,
+    options?: ErrorOptions,
+  ) {
+    super('RP_OVERLOADED', `too many requests in flight on this pipe (limit ${limit}); retry later`, options);
+  }
+}
+
 /** The noun of the URL is not well formed, so no handler can match it. */
 export class InvalidNounError extends RestPipeError {
   constructor(readonly noun: string) {

@@ -33,6 +33,7 @@ export const EVENT_CODES = {
   DEADLINE_EXCEEDED: { code: 244, httpStatus: 504, doc: 'The deadline passed before the reply came.' },
   PIPE_BROKEN: { code: 245, httpStatus: 502, doc: 'The pipe broke while the request was in flight.' },
   SHUTTING_DOWN: { code: 246, httpStatus: 503, doc: 'The node is shutting down and takes no new requests.' },
+  OVERLOADED: { code: 247, httpStatus: 503, doc: 'The pipe has its maximum of requests in flight; retry after the Retry-After seconds.' },
   HANDLER_THREW: { code: 251, httpStatus: 500, doc: 'The handler threw; the body holds the exception.' },
   NO_HANDLER: { code: 255, httpStatus: 404, doc: 'No handler method for this verb and noun (or no such route).' },
 } as const satisfies Record<string, EventCodeEntry>;

@@ -10,6 +10,7 @@ export {
   DeadlineExceededError,
   PipeBrokenError,
   ShuttingDownError,
+  OverloadedError,
   InvalidNounError,
   NoRouteError,
   InternalError,

@@ -19,6 +19,8 @@ export const EventCode = {
   PIPE_BROKEN: 245,
   /** The node is shutting down and takes no new requests. HTTP 503. */
   SHUTTING_DOWN: 246,
+  /** The pipe has its maximum of requests in flight; retry after the Retry-After seconds. HTTP 503. */
+  OVERLOADED: 247,
   /** The handler threw; the body holds the exception. HTTP 500. */
   HANDLER_THREW: 251,
   /** No handler method for this verb and noun (or no such route). HTTP 404. */
