@@ -35,6 +35,8 @@ export interface MessageExchangeOptions {
   limits: PipeLimits;
   /** Software name sent in Hello. */
   agent?: string;
+  /** Monotonic milliseconds for deadlines. @default performance.now */
+  now?: () => number;
 }
 
 /** The settings an exchange works within. */
@@ -88,9 +90,14 @@ export interface ReplyResult {
 interface Incoming {
   ctx: HandlerContext;
   timer: NodeJS.Timeout | undefined;
+  /** The request's deadline passed while it was handled: whatever the handler answers now is late. */
+  expired: boolean;
 }
 
 interface Pending {
+  /** When the deadline passes, on the exchange's clock (moved on by upload progress); Infinity for none. */
+  deadlineAt: number;
+  deadlineMs: number;
   resolve(reply: ReplyResult): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout | undefined;
@@ -121,6 +128,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
   private readonly log: Logger;
   private readonly stats: Stats;
   private readonly decoder: FrameDecoder;
+  private readonly now: () => number;
   private readonly pending = new Map<number, Pending>();
   private readonly incoming = new Map<number, Incoming>();
   /** Bodies arriving from the peer, by request id (ids are unique per direction by parity). */
@@ -160,6 +168,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     this.stats = opts.stats;
     this.limits = opts.limits;
     this.traceFrames = opts.log.isLevelEnabled('debug');
+    this.now = opts.now ?? (() => performance.now());
     this.nextId = this.firstId();
     this.decoder = new FrameDecoder(opts.limits.maxFrameBytes, (frame) => this.onFrame(frame));
     this.streamIO = {
@@ -167,7 +176,11 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       sendChunk: (id, data, end) => {
         this.sendChunk(id, data, end);
         // A request body still flowing is progress: its deadline counts from the last chunk.
-        this.pending.get(id)?.timer?.refresh();
+        const pending = this.pending.get(id);
+        if (pending?.timer) {
+          pending.timer.refresh();
+          pending.deadlineAt = this.now() + pending.deadlineMs;
+        }
       },
       sendCredit: (id, bytes) => this.trySend({ credit: { id, bytes } }),
       sendCancel: (id, reason) => {
@@ -262,7 +275,15 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     if (req.signal?.aborted) return Promise.reject(req.signal.reason);
     const id = this.allocateId();
     return new Promise<ReplyResult>((resolve, reject) => {
-      const pending: Pending = { resolve, reject, timer: undefined, signal: req.signal, onAbort: undefined };
+      const pending: Pending = {
+        deadlineAt: req.deadlineMs > 0 ? this.now() + req.deadlineMs : Number.POSITIVE_INFINITY,
+        deadlineMs: req.deadlineMs,
+        resolve,
+        reject,
+        timer: undefined,
+        signal: req.signal,
+        onAbort: undefined,
+      };
       if (req.deadlineMs > 0) {
         pending.timer = setTimeout(() => this.abandon(id, 'deadline', new DeadlineExceededError(req.deadlineMs)), req.deadlineMs);
       }
@@ -534,11 +555,14 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       return;
     }
     const ctx = new HandlerContext(this.peer, req);
-    const entry: Incoming = { ctx, timer: undefined };
+    const entry: Incoming = { ctx, timer: undefined, expired: false };
     this.incoming.set(id, entry);
     if (req.deadlineMs > 0) {
       // The requester gives up at its deadline; stop the handler then too.
-      entry.timer = setTimeout(() => ctx.abort(new DeadlineExceededError(req.deadlineMs)), req.deadlineMs);
+      entry.timer = setTimeout(() => {
+        entry.expired = true;
+        ctx.abort(new DeadlineExceededError(req.deadlineMs));
+      }, req.deadlineMs);
       entry.timer.unref();
     }
     if (req.notify) {
@@ -576,6 +600,12 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     if (reply.method) {
       this.stats.increment(`handler.${reply.method}.calls`);
       this.stats.timing(`handler.${reply.method}.time`, performance.now() - started);
+    }
+    if (entry.expired && !req.notify) {
+      // Past its deadline the requester answers 504 whatever the handler says: so does this side.
+      destroyBody(reply.stream);
+      this.stats.increment('replies.late');
+      reply = { code: EventCode.DEADLINE_EXCEEDED, mimetype: 'application/json', body: errorBody(new DeadlineExceededError(req.deadlineMs)) };
     }
     this.stats.increment(`requests.code.${reply.code}`);
     if (this.incoming.get(id) !== entry) {
@@ -651,6 +681,13 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
   }
 
   private onReply(reply: wire.Reply): void {
+    const late = this.pending.get(reply.id);
+    if (late && this.now() >= late.deadlineAt) {
+      // The deadline passed before this reply was read (a busy event loop ran the timer late): it is a 504.
+      this.stats.increment('replies.late');
+      this.abandon(reply.id, 'deadline', new DeadlineExceededError(late.deadlineMs));
+      return;
+    }
     const pending = this.settle(reply.id);
     if (!pending) {
       // Normal after a deadline or cancel: the peer answered too late.
