@@ -1,16 +1,29 @@
 /**
- * Settings: defaults as the README's Options table states them, a deeply
- * frozen result, every bad value refused with the variable and the value
- * named (in process, and by the real executables with exit code 2 before
- * anything listens), user config modules under the environment, and a
- * README that lists every variable the code reads.
+ * Settings: one table (shared/src/settings.ts) that the README's Options
+ * table mirrors row by row and that the parsing follows: defaults as the
+ * table states them, every bound taken and every value past one refused with
+ * the variable and the value named (in process, and by the real executables
+ * with exit code 2 before anything listens), a deeply frozen result, user
+ * config modules under the environment, and help text from the same table.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadClientConfig, type ClientConfig } from '@restpipe/client';
 import { loadServerConfig, type ServerConfig } from '@restpipe/server';
-import { ConfigError } from '@restpipe/shared';
+import {
+  ConfigError,
+  SETTINGS,
+  acceptedValues,
+  defaultCell,
+  findSetting,
+  formatSettingsHelp,
+  settingsHelp,
+  type EnvSource,
+  type NodeName,
+  type NumberSetting,
+  type Setting,
+} from '@restpipe/shared';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLIENT_CLI, REPO_ROOT, SERVER_CLI, installedIdentity, runToExit, spawnNode, tempDir } from './helpers/node-process.js';
 import { testPki } from './helpers/identities.js';
@@ -19,80 +32,104 @@ import { closeAll } from './helpers/pipe.js';
 afterEach(closeAll);
 
 type AnyConfig = ServerConfig | ClientConfig;
-type Getter = (c: AnyConfig) => unknown;
-const server = (get: (c: ServerConfig) => unknown): { nodes: Array<'server' | 'client'>; get: Getter } => ({ nodes: ['server'], get: get as Getter });
-const client = (get: (c: ClientConfig) => unknown): { nodes: Array<'server' | 'client'>; get: Getter } => ({ nodes: ['client'], get: get as Getter });
-const both = (get: Getter): { nodes: Array<'server' | 'client'>; get: Getter } => ({ nodes: ['server', 'client'], get });
-const seconds = (ms: number) => ms / 1000;
-const tcp = (g: { host: string; port: number } | { path: string }) => ('path' in g ? undefined : g);
+const TABLE = SETTINGS as readonly Setting[];
+const nodesOf = (s: Setting): NodeName[] => (s.nodes === 'both' ? ['server', 'client'] : [s.nodes]);
+const load = (node: NodeName, env: EnvSource): Promise<AnyConfig> => (node === 'server' ? loadServerConfig(env) : loadClientConfig(env));
+const isNumber = (s: Setting): s is NumberSetting => s.type === 'int' || s.type === 'bytes' || s.type === 'seconds';
+/** [setting, node] for every node that reads it. */
+const perNode = (settings: readonly Setting[]): Array<[string, NodeName, Setting]> =>
+  settings.flatMap((s) => nodesOf(s).map((n): [string, NodeName, Setting] => [s.name, n, s]));
 
-/** Every documented variable and where its value lands in the resolved config. */
-const SETTINGS: Record<string, { nodes: Array<'server' | 'client'>; get: Getter }> = {
-  RP_SERVER_BIND_INTERFACE: server((c) => c.bindInterface),
-  RP_SERVER_BIND_PORT: server((c) => c.bindPort),
-  RP_SERVER_CERT_PATH: server((c) => c.certPath),
-  RP_SERVER_GATEWAY_HOST: server((c) => tcp(c.gateway)?.host),
-  RP_SERVER_GATEWAY_PORT: server((c) => tcp(c.gateway)?.port),
-  RP_SERVER_GATEWAY_SOCKET: server((c) => ('path' in c.gateway ? c.gateway.path : undefined)),
-  RP_SERVER_USER_CONFIG_MODULE: server(() => undefined),
-  RP_SERVER_CONNECTION_STATE_CHANGE_EVENT_CLASS: server((c) => c.hooksClass),
-  RP_SERVER_IDLE_HOOK_INTERVAL_S: server((c) => seconds(c.idleHookIntervalMs)),
-  RP_SERVER_HANDSHAKE_TIMEOUT_S: server((c) => seconds(c.handshakeTimeoutMs)),
-  RP_CLIENT_TARGET_HOSTNAME: client((c) => c.targetHostname),
-  RP_CLIENT_TARGET_PORT: client((c) => c.targetPort),
-  RP_CLIENT_TARGET_SERVERNAME: client((c) => c.targetServername),
-  RP_CLIENT_CERT_PATH: client((c) => c.certPath),
-  RP_CLIENT_GATEWAY_HOST: client((c) => tcp(c.gateway)?.host),
-  RP_CLIENT_GATEWAY_PORT: client((c) => tcp(c.gateway)?.port),
-  RP_CLIENT_GATEWAY_SOCKET: client((c) => ('path' in c.gateway ? c.gateway.path : undefined)),
-  RP_CLIENT_USER_CONFIG_MODULE: client(() => undefined),
-  RP_CLIENT_CONNECTION_STATE_CHANGE_EVENT_CLASS: client((c) => c.hooksClass),
-  RP_CLIENT_RECONNECT_INITIAL_S: client((c) => seconds(c.reconnectInitialMs)),
-  RP_CLIENT_RECONNECT_MAX_S: client((c) => seconds(c.reconnectMaxMs)),
-  RP_CLIENT_RECONNECT_STABLE_S: client((c) => seconds(c.reconnectStableMs)),
-  RP_CLIENT_CONNECT_TIMEOUT_S: client((c) => seconds(c.connectTimeoutMs)),
-  RP_CLIENT_CONNECT_WAIT_S: client((c) => seconds(c.connectWaitMs)),
-  RP_CLIENT_HEARTBEAT_INTERVAL_S: both((c) => seconds(c.heartbeatIntervalMs)),
-  RP_CLIENT_HEARTBEAT_TIMEOUT_S: both((c) => seconds(c.heartbeatTimeoutMs)),
-  RP_EVENT_HANDLER_FQ_CLASS: both((c) => c.handlerClass),
-  RP_REQUEST_TIMEOUT_S: both((c) => seconds(c.requestTimeoutMs)),
-  RP_REQUEST_TIMEOUT_MAX_S: both((c) => seconds(c.maxRequestTimeoutMs)),
-  RP_MAX_BODY_BYTES: both((c) => c.maxBodyBytes),
-  RP_MAX_FRAME_BYTES: both((c) => c.maxFrameBytes),
-  RP_STREAM_CHUNK_BYTES: both((c) => c.streamChunkBytes),
-  RP_STREAM_WINDOW_BYTES: both((c) => c.streamWindowBytes),
-  RP_STREAM_CONNECTION_BUFFER_BYTES: both((c) => c.streamConnectionBufferBytes),
-  RP_DRAIN_GRACE_S: both((c) => seconds(c.drainGraceMs)),
-  RP_STATSD_HOST: both((c) => c.statsd?.host),
-  RP_STATSD_PORT: both((c) => c.statsd?.port),
-  RP_STATSD_PREFIX: both((c) => c.statsd?.prefix),
-  RP_LOG_LEVEL: both((c) => c.logLevel),
-  DEBUG: both((c) => c.debug),
-};
+/** The value at a setting's field: `gateway.port` is `config.gateway.port`. */
+function fieldValue(config: AnyConfig, field: string): unknown {
+  return field.split('.').reduce<unknown>((v, key) => (v as Record<string, unknown> | undefined)?.[key], config);
+}
+
+/** A number in a setting's unit as the config holds it (seconds in ms). */
+const inConfig = (s: NumberSetting, value: number) => (s.type === 'seconds' ? Math.round(value * 1000) : value);
+
+/** The smallest value of a number setting, a bound that names another setting taken at that one's default. */
+function minOf(s: NumberSetting): number {
+  if (typeof s.min === 'number') return s.min;
+  return (findSetting(s.min) as NumberSetting).default;
+}
+
+/** Field names the rest of the code reads: one renamed or dropped in the table fails to compile here. */
+const COMMON_FIELDS = [
+  'logLevel',
+  'debug',
+  'handlerClass',
+  'requestTimeoutMs',
+  'maxRequestTimeoutMs',
+  'heartbeatIntervalMs',
+  'heartbeatTimeoutMs',
+  'maxFrameBytes',
+  'maxBodyBytes',
+  'streamChunkBytes',
+  'streamWindowBytes',
+  'streamConnectionBufferBytes',
+  'statsd',
+  'drainGraceMs',
+] as const satisfies ReadonlyArray<keyof ServerConfig & keyof ClientConfig>;
+const SERVER_FIELDS: ReadonlyArray<keyof ServerConfig> = [
+  ...COMMON_FIELDS,
+  'bindInterface',
+  'bindPort',
+  'certPath',
+  'gateway',
+  'hooksClass',
+  'idleHookIntervalMs',
+  'handshakeTimeoutMs',
+];
+const CLIENT_FIELDS: ReadonlyArray<keyof ClientConfig> = [
+  ...COMMON_FIELDS,
+  'targetHostname',
+  'targetPort',
+  'targetServername',
+  'certPath',
+  'gateway',
+  'hooksClass',
+  'reconnectInitialMs',
+  'reconnectMaxMs',
+  'reconnectStableMs',
+  'connectTimeoutMs',
+  'connectWaitMs',
+];
 
 const README = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+const OPTIONS_SECTION = README.slice(README.indexOf('## Options'), README.indexOf('\n## ', README.indexOf('## Options') + 1));
 
-/** Rows of the README's Options table: variable → node and default cell. */
-function readmeOptions(): Map<string, { node: string; defaultCell: string }> {
-  const section = README.slice(README.indexOf('## Options'), README.indexOf('\n## ', README.indexOf('## Options') + 1));
-  const rows = new Map<string, { node: string; defaultCell: string }>();
-  for (const line of section.split('\n')) {
-    const m = /^\|\s*`([A-Z0-9_]+)`\s*\|\s*([^|]+?)\s*\|\s*([^|]+?)\s*\|/.exec(line);
-    if (m) rows.set(m[1] as string, { node: m[2] as string, defaultCell: m[3] as string });
+interface OptionRow {
+  variable: string;
+  node: string;
+  defaultCell: string;
+  meaning: string;
+}
+
+/** Rows of the README's Options table, in order. */
+function readmeOptions(): OptionRow[] {
+  const rows: OptionRow[] = [];
+  for (const line of OPTIONS_SECTION.split('\n')) {
+    const m = /^\|\s*`([A-Z0-9_]+)`\s*\|\s*([^|]+?)\s*\|\s*([^|]+?)\s*\|\s*(.+?)\s*\|\s*$/.exec(line);
+    if (m) rows.push({ variable: m[1] as string, node: m[2] as string, defaultCell: m[3] as string, meaning: m[4] as string });
   }
   return rows;
 }
 
-/** Every `RP_` variable the nodes' sources read from an environment. */
+/** The README row a setting must have. */
+const rowOf = (s: Setting): OptionRow => ({ variable: s.name, node: s.nodes, defaultCell: defaultCell(s), meaning: s.doc });
+const markdownRow = (r: OptionRow) => `| \`${r.variable}\` | ${r.node} | ${r.defaultCell} | ${r.meaning} |`;
+
+/** `RP_` variables the nodes' sources name where they read them outside the table. */
 function variablesReadInSource(): Set<string> {
   const names = new Set<string>();
   const reads = [
-    // env.int('RP_…'), env.secondsAsMs('RP_…'), readPort(env, 'RP_…'), …
+    // env.int('RP_…'), env.raw('DEBUG'), loadClass(…, 'RP_…'), process.env.RP_…
     /\benv\.\w+\(\s*'(RP_[A-Z0-9_]+|DEBUG)'/g,
-    /\breadPort\(\s*env,\s*'(RP_[A-Z0-9_]+)'/g,
     /\blayeredEnv\(\s*\w+,\s*'(RP_[A-Z0-9_]+)'/g,
     /\bloadClass\([^;]*?'(RP_[A-Z0-9_]+)'\s*\)/g,
-    /process\.env(?:\.|\[')(RP_[A-Z0-9_]+)/g,
+    /\bloadIdentity\([^;]*?'(RP_[A-Z0-9_]+)'\s*\)/g,
+    /process\.env(?:\.|\[')(RP_[A-Z0-9_]+|DEBUG)/g,
   ];
   for (const pkg of ['shared', 'server', 'client']) {
     const dir = join(REPO_ROOT, pkg, 'src');
@@ -114,27 +151,102 @@ async function configError(load: Promise<unknown>): Promise<ConfigError> {
   return err as ConfigError;
 }
 
-describe('defaults', () => {
-  it('match the README Options table on both nodes', async () => {
-    const configs = { server: await loadServerConfig({}), client: await loadClientConfig({}) };
-    const rows = readmeOptions();
-    expect(rows.size).toBeGreaterThan(30);
-    for (const [variable, { node, defaultCell }] of rows) {
-      const setting = SETTINGS[variable];
-      expect(setting, `the README documents ${variable}, unknown to this test`).toBeDefined();
-      const nodes = node === 'both' ? ['server', 'client'] : [node];
-      expect(setting?.nodes, `${variable}: README says node "${node}"`).toEqual(nodes);
-      for (const n of nodes as Array<'server' | 'client'>) {
-        const actual = setting?.get(configs[n]);
-        const where = `${variable} on the ${n}: README default ${defaultCell}`;
-        const literal = /^`([^`]*)`$/.exec(defaultCell);
-        if (literal) expect(String(actual), where).toBe(literal[1]);
-        else if (defaultCell === '–') expect(actual === undefined || actual === false, where).toBe(true);
-        else if (variable === 'RP_CLIENT_TARGET_SERVERNAME') expect(actual, where).toBe((configs.client as ClientConfig).targetHostname);
-        else if (variable === 'RP_EVENT_HANDLER_FQ_CLASS') expect(actual, where).toBeUndefined();
-        else throw new Error(`cannot check the README default of ${variable}: ${defaultCell}`);
+describe('the settings table', () => {
+  it('is the README Options table, row by row, in order', () => {
+    const documented = readmeOptions();
+    expect(documented.length).toBeGreaterThan(30);
+    const inReadme = new Set(documented.map((r) => r.variable));
+    const inTable = new Set(TABLE.map((s) => s.name));
+    expect(
+      TABLE.filter((s) => !inReadme.has(s.name)).map((s) => markdownRow(rowOf(s))),
+      'in shared/src/settings.ts but missing from the README Options table',
+    ).toEqual([]);
+    expect(
+      documented.filter((r) => !inTable.has(r.variable)).map((r) => r.variable),
+      'in the README Options table but missing from shared/src/settings.ts',
+    ).toEqual([]);
+    expect(documented.map(markdownRow)).toEqual(TABLE.map((s) => markdownRow(rowOf(s))));
+  });
+
+  it('names each variable once, each field once per node, and only earlier settings of the same nodes', () => {
+    expect(new Set(TABLE.map((s) => s.name)).size).toBe(TABLE.length);
+    for (const node of ['server', 'client'] as const) {
+      const fields = TABLE.filter((s) => s.field !== undefined && nodesOf(s).includes(node)).map((s) => s.field);
+      expect(new Set(fields).size, node).toBe(fields.length);
+      expect(
+        TABLE.filter((s) => s.type === 'module' && s.nodes === node),
+        `one user config module for the ${node}`,
+      ).toHaveLength(1);
+    }
+    TABLE.forEach((s, i) => {
+      const refs = [isNumber(s) && typeof s.min === 'string' ? s.min : undefined, 'defaultFrom' in s ? s.defaultFrom : undefined];
+      for (const ref of refs.filter((r) => r !== undefined)) {
+        const target = TABLE.findIndex((t) => t.name === ref);
+        expect(target, `${s.name} names ${ref}`).toBeGreaterThanOrEqual(0);
+        expect(target, `${s.name} names ${ref}, which must come first`).toBeLessThan(i);
+        expect(TABLE[target]?.nodes, `${s.name} names ${ref} of other nodes`).toBe(s.nodes);
+      }
+    });
+  });
+
+  it('has units in the names, and defaults within the bounds', () => {
+    for (const s of TABLE) {
+      expect(s.name.endsWith('_S'), `${s.name}: seconds and only seconds end in _S`).toBe(s.type === 'seconds');
+      expect(s.name.endsWith('_BYTES'), `${s.name}: bytes and only bytes end in _BYTES`).toBe(s.type === 'bytes');
+      if (s.type === 'seconds') expect(s.field, s.name).toMatch(/Ms$/);
+      if (s.type === 'bytes') expect(s.field, s.name).toMatch(/Bytes$/);
+      if (isNumber(s)) {
+        expect(s.default, s.name).toBeGreaterThanOrEqual(minOf(s));
+        expect(s.default, s.name).toBeLessThanOrEqual(s.max);
+      }
+      if (s.type === 'enum') expect(s.values, s.name).toContain(s.default);
+    }
+  });
+
+  it('gives every setting whose empty value is not "unset" a word in the README', () => {
+    const special = TABLE.filter((s) => s.empty !== undefined && s.empty !== 'default');
+    expect(special.map((s) => s.name)).toEqual(['RP_STATSD_HOST', 'RP_STATSD_PORT', 'RP_STATSD_PREFIX']);
+    expect(OPTIONS_SECTION).toContain('`RP_STATSD_HOST`/`RP_STATSD_PORT` (empty disables statsd)');
+    expect(OPTIONS_SECTION).toContain('`RP_STATSD_PREFIX` (empty: no prefix)');
+  });
+});
+
+describe('help text', () => {
+  it("lists a node's own settings, then the shared ones, with the README's defaults and meanings", () => {
+    for (const node of ['server', 'client'] as const) {
+      const other = node === 'server' ? 'client' : 'server';
+      const help = settingsHelp(node);
+      const expected = [...TABLE.filter((s) => s.nodes === node), ...TABLE.filter((s) => s.nodes === 'both')].map((s) => s.name);
+      expect(help.map((h) => h.name)).toEqual(expected);
+      expect(help.some((h) => findSetting(h.name)?.nodes === other)).toBe(false);
+      for (const h of help) {
+        const row = readmeOptions().find((r) => r.variable === h.name);
+        expect(h.default, h.name).toBe(row?.defaultCell.replaceAll('`', ''));
+        expect(h.meaning, h.name).toBe(row?.meaning.replaceAll('`', ''));
       }
     }
+    expect(settingsHelp('server').find((h) => h.name === 'RP_STREAM_WINDOW_BYTES')?.accepts).toBe('a whole number from RP_STREAM_CHUNK_BYTES to 2147483647');
+    expect(settingsHelp('server').find((h) => h.name === 'RP_CLIENT_TARGET_SERVERNAME')).toBeUndefined();
+  });
+
+  it('formats as plain text for a terminal, one setting per block', () => {
+    const text = formatSettingsHelp('server');
+    expect(text).not.toContain('`');
+    expect(text).toContain("  RP_SERVER_BIND_PORT  (default: 1234; a whole number from 0 to 65535)\n      the pipe's TLS port\n");
+    expect(text).toContain('  RP_LOG_LEVEL  (default: info; one of fatal, error, warn, info, debug, trace, silent)\n');
+    expect(text).not.toContain('RP_CLIENT_TARGET_PORT');
+    expect(text.split('\n').filter((l) => /^ {2}\S/.test(l))).toHaveLength(settingsHelp('server').length);
+  });
+});
+
+describe('defaults', () => {
+  it.each(perNode(TABLE.filter((s) => s.field !== undefined)))('%s on the %s is the table default when unset', async (_name, node, s) => {
+    const config = await load(node, {});
+    const actual = fieldValue(config, s.field as string);
+    if (s.type === 'flag') expect(actual).toBe(false);
+    else if (isNumber(s)) expect(actual).toBe(inConfig(s, s.default));
+    else if ('defaultFrom' in s && s.defaultFrom !== undefined) expect(actual).toBe(fieldValue(config, findSetting(s.defaultFrom)?.field as string));
+    else expect(actual).toBe(s.default);
   });
 
   it('are what the code documents when nothing is set', async () => {
@@ -151,6 +263,7 @@ describe('defaults', () => {
       heartbeatIntervalMs: 5000,
       heartbeatTimeoutMs: 10_000,
     });
+    expect(s.handlerClass).toBeUndefined();
     const c = await loadClientConfig({});
     expect(c).toMatchObject({
       targetHostname: 'localhost',
@@ -176,6 +289,8 @@ describe('defaults', () => {
     const s = await loadServerConfig({ RP_SERVER_BIND_INTERFACE: '', RP_SERVER_GATEWAY_SOCKET: '/run/restpipe/server.sock' });
     expect(s.bindInterface).toBe('0.0.0.0');
     expect(s.gateway).toEqual({ path: '/run/restpipe/server.sock' });
+    // The servername follows a set hostname when unset itself.
+    expect((await loadClientConfig({ RP_CLIENT_TARGET_HOSTNAME: 'pipe.example.net' })).targetServername).toBe('pipe.example.net');
   });
 
   it('parse seconds with decimals, ports, booleans-ish DEBUG and log levels', async () => {
@@ -196,6 +311,16 @@ describe('defaults', () => {
     const other = await loadServerConfig({ DEBUG: 'express:*' });
     expect(other.debug).toBe(false);
     expect(other.logLevel).toBe('info');
+    for (const on of ['1', 'TRUE', ' yes ', 'On']) expect((await loadClientConfig({ DEBUG: on })).debug, on).toBe(true);
+  });
+
+  it('raise the largest request deadline and the reconnect ceiling to the values below them', async () => {
+    const s = await loadServerConfig({ RP_REQUEST_TIMEOUT_S: '400', RP_REQUEST_TIMEOUT_MAX_S: '100' });
+    expect(s.requestTimeoutMs).toBe(400_000);
+    expect(s.maxRequestTimeoutMs).toBe(400_000);
+    const c = await loadClientConfig({ RP_CLIENT_RECONNECT_INITIAL_S: '20', RP_CLIENT_RECONNECT_MAX_S: '5' });
+    expect(c.reconnectInitialMs).toBe(20_000);
+    expect(c.reconnectMaxMs).toBe(20_000);
   });
 
   it('disable statsd when the host or the port is empty', async () => {
@@ -224,6 +349,94 @@ describe('the resolved config', () => {
       }).toThrow(TypeError);
       expect(config.logLevel).toBe('info');
     }
+  });
+
+  it('has one field per setting of its node (parts of gateway and statsd as one), and every field other code reads', async () => {
+    for (const [node, existing] of [
+      ['server', SERVER_FIELDS],
+      ['client', CLIENT_FIELDS],
+    ] as const) {
+      const fromTable = new Set(TABLE.filter((s) => s.field !== undefined && nodesOf(s).includes(node)).map((s) => s.field?.split('.')[0]));
+      const keys = Object.keys(await load(node, {}));
+      expect(keys.sort(), node).toEqual([...fromTable].sort());
+      expect(keys, node).toEqual(expect.arrayContaining([...existing]));
+    }
+  });
+});
+
+/**
+ * Settings at the far end of their bounds would trip the rules between
+ * settings (a heartbeat timeout above its interval, a chunk that fits a
+ * frame, deadlines raised to the ones below them): these make room.
+ */
+const ROOM: Record<string, string> = {
+  RP_CLIENT_HEARTBEAT_INTERVAL_S: '0.05',
+  RP_CLIENT_HEARTBEAT_TIMEOUT_S: '7200',
+  RP_MAX_FRAME_BYTES: '2147483647',
+  RP_STREAM_WINDOW_BYTES: '2147483647',
+  RP_STREAM_CONNECTION_BUFFER_BYTES: '2147483647',
+  RP_REQUEST_TIMEOUT_S: '0.001',
+  RP_CLIENT_RECONNECT_INITIAL_S: '0.001',
+};
+
+describe('every whole-number and seconds setting', () => {
+  const numeric = perNode(TABLE.filter(isNumber));
+
+  it.each(numeric)('%s on the %s takes both bounds', async (name, node, setting) => {
+    const s = setting as NumberSetting;
+    for (const bound of [minOf(s), s.max]) {
+      const config = await load(node, { ...ROOM, [name]: String(bound) });
+      expect(fieldValue(config, s.field as string), `${name}=${bound}`).toBe(inConfig(s, bound));
+    }
+    // Empty counts as unset, except where it disables.
+    const empty = await load(node, { [name]: '' });
+    if (s.empty === 'disables') expect(fieldValue(empty, (s.field as string).split('.')[0] as string)).toBeUndefined();
+    else expect(fieldValue(empty, s.field as string)).toBe(inConfig(s, s.default));
+  });
+
+  it.each(numeric)(
+    '%s on the %s refuses a non-number and a value past either bound, naming the variable, the value and the bounds',
+    async (name, node, setting) => {
+      const s = setting as NumberSetting;
+      const min = minOf(s);
+      const step = s.type === 'seconds' ? 0.001 : 1;
+      const below = min > 0 ? (s.type === 'seconds' ? min / 2 : min - 1) : -1;
+      const kind = s.type === 'seconds' ? 'seconds' : 'a whole number';
+      for (const bad of ['abc', String(below), String(s.max + step), `${s.default} `.repeat(2).trim()]) {
+        const err = await configError(load(node, { ...ROOM, [name]: bad }));
+        expect(err.message).toBe(`${name}=${JSON.stringify(bad)} is not valid: expected ${kind} from ${min} to ${s.max}`);
+        if (typeof s.min === 'number') expect(err.message.endsWith(`expected ${acceptedValues(s)}`)).toBe(true);
+      }
+    },
+  );
+});
+
+describe('every text setting', () => {
+  const text = perNode(TABLE.filter((s) => s.field !== undefined && (s.type === 'host' || s.type === 'path' || s.type === 'class' || s.type === 'string')));
+
+  it.each(text)('%s on the %s takes a value, and an empty one as the table says', async (name, node, s) => {
+    const field = s.field as string;
+    // Text is taken as given; host names, paths and classes are trimmed.
+    expect(fieldValue(await load(node, { [name]: s.type === 'string' ? 'some-value' : ' some-value ' }), field)).toBe('some-value');
+    const unset = fieldValue(await load(node, {}), field);
+    // A blank prefix (the one text kept as given) is refused as a metric name: see BAD_VALUES.
+    for (const empty of s.empty === 'keep' ? [''] : ['', '  ']) {
+      const config = await load(node, { [name]: empty });
+      if (s.empty === 'disables') expect(fieldValue(config, field.split('.')[0] as string), JSON.stringify(empty)).toBeUndefined();
+      else if (s.empty === 'keep') expect(fieldValue(config, field), JSON.stringify(empty)).toBe(empty);
+      else expect(fieldValue(config, field), JSON.stringify(empty)).toBe(unset);
+    }
+  });
+});
+
+describe('every enumerated setting', () => {
+  it.each(perNode(TABLE.filter((s) => s.type === 'enum')))('%s on the %s takes each of its values in any case, and refuses others', async (name, node, s) => {
+    if (s.type !== 'enum') throw new Error('not an enum');
+    for (const value of s.values) {
+      expect(fieldValue(await load(node, { [name]: value.toUpperCase() }), s.field as string)).toBe(value);
+    }
+    const err = await configError(load(node, { [name]: 'none-of-them' }));
+    expect(err.message).toBe(`${name}="none-of-them" is not valid: expected ${acceptedValues(s)}`);
   });
 });
 
@@ -465,11 +678,14 @@ describe('logs', () => {
 
 describe('the README', () => {
   it('lists every variable the nodes read, and reads every variable it lists', () => {
+    // The table drives the parsing (every line of it is read: see the tests
+    // above); names read outside it must be in it too.
     const read = variablesReadInSource();
-    const documented = new Set(readmeOptions().keys());
-    expect(read.size).toBeGreaterThan(30);
+    const documented = new Set(readmeOptions().map((r) => r.variable));
+    expect(read.size).toBeGreaterThan(0);
     expect([...read].filter((v) => !documented.has(v)).sort(), 'read in the code but missing from the README Options table').toEqual([]);
-    expect([...documented].filter((v) => !read.has(v)).sort(), 'in the README Options table but read nowhere').toEqual([]);
+    expect([...read].filter((v) => findSetting(v) === undefined).sort(), 'read in the code but missing from shared/src/settings.ts').toEqual([]);
+    expect([...documented].filter((v) => findSetting(v) === undefined).sort(), 'in the README Options table but read nowhere').toEqual([]);
   });
 
   it('says that the environment wins over the user config module', () => {

@@ -12,6 +12,8 @@ import { createRequire } from 'node:module';
 import { isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError } from './errors.js';
+import type { GatewayAddress } from './gateway.js';
+import { type NodeName, type Setting, type SettingFields, type SettingNodes, type SettingValues, settingsOf, TRUE_WORDS } from './settings.js';
 
 export type EnvSource = Readonly<Record<string, string | undefined>>;
 
@@ -113,11 +115,9 @@ export class Env {
   }
 }
 
-const TRUE_WORDS = ['1', 'true', 'yes', 'on'];
 const FALSE_WORDS = ['0', 'false', 'no', 'off'];
 
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+export type { LogLevel } from './settings.js';
 
 /** Where statsd metrics go; undefined in the config when statsd is disabled. */
 export interface StatsdConfig {
@@ -126,98 +126,99 @@ export interface StatsdConfig {
   readonly prefix: string;
 }
 
-/** Settings both nodes share. */
-export interface CommonConfig {
-  /** `RP_LOG_LEVEL`, or `debug` when `DEBUG=1`. @default 'info' */
-  readonly logLevel: LogLevel;
-  /** `DEBUG=1`: verbose logs of connections and frames. @default false */
-  readonly debug: boolean;
-  /** `RP_EVENT_HANDLER_FQ_CLASS`: `module#ExportedClass`; the example handler when unset. */
-  readonly handlerClass: string | undefined;
-  /** `RP_REQUEST_TIMEOUT_S`: deadline of a request without `X-RestPipe-Timeout-Ms`. @default 30000 */
-  readonly requestTimeoutMs: number;
-  /** `RP_REQUEST_TIMEOUT_MAX_S`: the largest deadline a request may ask for. @default 300000 */
-  readonly maxRequestTimeoutMs: number;
-  /** `RP_CLIENT_HEARTBEAT_INTERVAL_S`: ping when the link was quiet this long. @default 5000 */
-  readonly heartbeatIntervalMs: number;
-  /** `RP_CLIENT_HEARTBEAT_TIMEOUT_S`: drop the link when the peer was silent this long. @default 10000 */
-  readonly heartbeatTimeoutMs: number;
-  /** `RP_MAX_FRAME_BYTES`: largest frame accepted from the peer. @default 1 MiB */
-  readonly maxFrameBytes: number;
-  /** `RP_MAX_BODY_BYTES`: largest body a handler that takes the body whole accepts (413 above); streaming handlers have no cap. @default 8 MiB */
-  readonly maxBodyBytes: number;
-  /** `RP_STREAM_CHUNK_BYTES`: bodies up to this size travel inside the request or reply frame; larger ones stream in chunks of this size. @default 64 KiB */
-  readonly streamChunkBytes: number;
-  /** `RP_STREAM_WINDOW_BYTES`: flow-control window per streamed body. @default 4 MiB */
-  readonly streamWindowBytes: number;
-  /** `RP_STREAM_CONNECTION_BUFFER_BYTES`: streams pause while a connection has this much unsent. @default 4 MiB */
-  readonly streamConnectionBufferBytes: number;
+/**
+ * Settings both nodes share: one field per `both` line of `SETTINGS`
+ * (shared/src/settings.ts), which gives each its variable, default, bounds
+ * and meaning, plus `statsd` assembled from `RP_STATSD_*`.
+ */
+export interface CommonConfig extends SettingFields<'both'> {
   /** `RP_STATSD_HOST`, `RP_STATSD_PORT`, `RP_STATSD_PREFIX`; undefined when host or port is empty. */
   readonly statsd: StatsdConfig | undefined;
-  /** `RP_DRAIN_GRACE_S`: on SIGTERM, how long requests in flight may finish. @default 10000 */
-  readonly drainGraceMs: number;
+}
+
+/**
+ * Reads every setting of `SETTINGS` read by exactly `nodes`, in table order,
+ * each by its type and bounds, keyed by its config field. Relations between
+ * settings (one must exceed another, parts that make one object) are the
+ * caller's: see `readCommonConfig` and the nodes' loaders.
+ */
+export function readSettings<N extends SettingNodes>(env: Env, nodes: N): SettingValues<N> {
+  const byName = new Map<string, unknown>();
+  const values: Record<string, unknown> = {};
+  for (const setting of settingsOf(nodes)) {
+    if (setting.field === undefined) continue; // the user config module: read by layeredEnv
+    const value = readSetting(env, setting, byName);
+    byName.set(setting.name, value);
+    values[setting.field] = value;
+  }
+  return values as SettingValues<N>;
+}
+
+function readSetting(env: Env, s: Setting, earlier: ReadonlyMap<string, unknown>): unknown {
+  const { name } = s;
+  if (s.empty === 'disables' && env.raw(name)?.trim() === '') return undefined;
+  switch (s.type) {
+    case 'int':
+    case 'bytes':
+      return env.int(name, s.default, typeof s.min === 'number' ? s.min : (earlier.get(s.min) as number), s.max);
+    case 'seconds':
+      return env.secondsAsMs(name, s.default, s.min as number, s.max);
+    case 'enum':
+      return env.oneOf(name, s.default, s.values);
+    case 'flag':
+      return TRUE_WORDS.includes((env.raw(name) ?? '').trim().toLowerCase());
+    default: {
+      const fallback = s.defaultFrom === undefined ? s.default : (earlier.get(s.defaultFrom) as string | undefined);
+      const value = s.empty === 'keep' ? env.raw(name) : env.optional(name);
+      const resolved = value ?? fallback;
+      const problem = resolved === undefined ? undefined : s.check?.(resolved);
+      if (problem !== undefined) throw new ConfigError(`${env.describe(name, resolved as string)} is not valid: ${problem}`);
+      return resolved;
+    }
+  }
 }
 
 /** Room in a frame for everything besides a chunk's data (headers, URL, ids). */
 const FRAME_OVERHEAD_BYTES = 64 * 1024;
 
+/** The shared settings, with the rules that tie them together checked. */
 export function readCommonConfig(env: Env): CommonConfig {
-  // DEBUG is shared with other tools (the `debug` package reads
-  // `DEBUG=express:*`), so only 1/true/yes/on mean anything here; any other
-  // value is left to them instead of stopping the node.
-  const debug = TRUE_WORDS.includes((env.raw('DEBUG') ?? '').trim().toLowerCase());
-  const heartbeatIntervalMs = env.secondsAsMs('RP_CLIENT_HEARTBEAT_INTERVAL_S', 5, 0.05, 3600);
-  const heartbeatTimeoutMs = env.secondsAsMs('RP_CLIENT_HEARTBEAT_TIMEOUT_S', 10, 0.1, 7200);
-  if (heartbeatTimeoutMs <= heartbeatIntervalMs) {
+  const { 'statsd.host': statsdHost, 'statsd.port': statsdPort, 'statsd.prefix': statsdPrefix, ...fields } = readSettings(env, 'both');
+  if (fields.heartbeatTimeoutMs <= fields.heartbeatIntervalMs) {
     throw new ConfigError(
-      `${showSetting('RP_CLIENT_HEARTBEAT_TIMEOUT_S', String(heartbeatTimeoutMs / 1000))} must be longer than ${showSetting('RP_CLIENT_HEARTBEAT_INTERVAL_S', String(heartbeatIntervalMs / 1000))}`,
+      `${showSetting('RP_CLIENT_HEARTBEAT_TIMEOUT_S', String(fields.heartbeatTimeoutMs / 1000))} must be longer than ${showSetting('RP_CLIENT_HEARTBEAT_INTERVAL_S', String(fields.heartbeatIntervalMs / 1000))}`,
     );
   }
-  const maxFrameBytes = env.int('RP_MAX_FRAME_BYTES', 1024 * 1024, 128 * 1024, 0x7fffffff);
-  const maxBodyBytes = env.int('RP_MAX_BODY_BYTES', 8 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER);
-  const streamChunkBytes = env.int('RP_STREAM_CHUNK_BYTES', 64 * 1024, 1024, 16 * 1024 * 1024);
-  if (streamChunkBytes + FRAME_OVERHEAD_BYTES > maxFrameBytes) {
+  if (fields.streamChunkBytes + FRAME_OVERHEAD_BYTES > fields.maxFrameBytes) {
     throw new ConfigError(
-      `${showSetting('RP_STREAM_CHUNK_BYTES', String(streamChunkBytes))} does not fit in a frame: ${showSetting('RP_MAX_FRAME_BYTES', String(maxFrameBytes))} must be at least ${FRAME_OVERHEAD_BYTES} bytes larger`,
+      `${showSetting('RP_STREAM_CHUNK_BYTES', String(fields.streamChunkBytes))} does not fit in a frame: ${showSetting('RP_MAX_FRAME_BYTES', String(fields.maxFrameBytes))} must be at least ${FRAME_OVERHEAD_BYTES} bytes larger`,
     );
   }
-  const streamWindowBytes = env.int('RP_STREAM_WINDOW_BYTES', 4 * 1024 * 1024, streamChunkBytes, 0x7fffffff);
-  const streamConnectionBufferBytes = env.int('RP_STREAM_CONNECTION_BUFFER_BYTES', 4 * 1024 * 1024, streamChunkBytes, 0x7fffffff);
-  const requestTimeoutMs = env.secondsAsMs('RP_REQUEST_TIMEOUT_S', 30, 0.001, 86400);
-  const maxRequestTimeoutMs = env.secondsAsMs('RP_REQUEST_TIMEOUT_MAX_S', 300, 0.001, 86400);
-  // An empty host or port disables statsd; a port that is set is checked
-  // even then, so a typo never hides behind a disabled sink.
-  const statsdHost = env.string('RP_STATSD_HOST', 'localhost').trim();
-  const statsdPortSet = env.string('RP_STATSD_PORT', '8125').trim() !== '';
-  const statsdPort = env.int('RP_STATSD_PORT', 8125, 1, 65535);
-  const statsdPrefix = env.string('RP_STATSD_PREFIX', 'restpipe.');
-  if (/[:|@#\s]/.test(statsdPrefix)) {
-    throw new ConfigError(`${env.describe('RP_STATSD_PREFIX', statsdPrefix)} is not valid: a metric name may not hold ':', '|', '@', '#' or blanks`);
-  }
-  const statsd: StatsdConfig | undefined = statsdHost !== '' && statsdPortSet ? { host: statsdHost, port: statsdPort, prefix: statsdPrefix } : undefined;
-  const logLevel = env.oneOf('RP_LOG_LEVEL', 'info', LOG_LEVELS);
   return {
+    ...fields,
     // DEBUG=1 raises the level to debug; it never lowers trace.
-    logLevel: debug && logLevel !== 'trace' ? 'debug' : logLevel,
-    debug,
-    handlerClass: env.optional('RP_EVENT_HANDLER_FQ_CLASS'),
-    requestTimeoutMs,
-    maxRequestTimeoutMs: Math.max(maxRequestTimeoutMs, requestTimeoutMs),
-    heartbeatIntervalMs,
-    heartbeatTimeoutMs,
-    maxFrameBytes,
-    maxBodyBytes,
-    streamChunkBytes,
-    streamWindowBytes,
-    streamConnectionBufferBytes,
-    statsd,
-    drainGraceMs: env.secondsAsMs('RP_DRAIN_GRACE_S', 10, 0, 3600),
+    logLevel: fields.debug && fields.logLevel !== 'trace' ? 'debug' : fields.logLevel,
+    maxRequestTimeoutMs: Math.max(fields.maxRequestTimeoutMs, fields.requestTimeoutMs),
+    // An empty host or port disables statsd; a port that is set is checked
+    // even then, so a typo never hides behind a disabled sink.
+    statsd: statsdHost !== undefined && statsdPort !== undefined ? { host: statsdHost, port: statsdPort, prefix: statsdPrefix } : undefined,
   };
 }
 
-/** A TCP port number, 0 allowed (any free port). */
-export function readPort(env: Env, name: string, fallback: number): number {
-  return env.int(name, fallback, 0, 65535);
+/**
+ * A node's gateway from its `gateway.*` settings: the unix socket when one
+ * is set, else host and port (which were checked even when the socket
+ * replaces them).
+ */
+export function gatewayAddress(host: string, port: number, socketPath: string | undefined): GatewayAddress {
+  return socketPath !== undefined ? { path: socketPath } : { host, port };
+}
+
+/** The setting a node's user config module is named by. */
+export function userConfigModuleVariable(node: NodeName): string {
+  const setting = settingsOf(node).find((s) => s.type === 'module');
+  if (!setting) throw new Error(`no user config module setting for the ${node}`);
+  return setting.name;
 }
 
 /** Export names a user config module may set: the settings' own names. */

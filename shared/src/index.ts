@@ -71,7 +71,9 @@ export {
 export {
   Env,
   readCommonConfig,
-  readPort,
+  readSettings,
+  gatewayAddress,
+  userConfigModuleVariable,
   layeredEnv,
   toImportSpecifier,
   importUserModule,
@@ -79,9 +81,30 @@ export {
   freezeConfig,
   type CommonConfig,
   type StatsdConfig,
-  type LogLevel,
   type EnvSource,
 } from './config.js';
+export {
+  SETTINGS,
+  LOG_LEVELS,
+  settingsOf,
+  findSetting,
+  defaultCell,
+  acceptedValues,
+  settingsHelp,
+  formatSettingsHelp,
+  type Setting,
+  type NumberSetting,
+  type TextSetting,
+  type EnumSetting,
+  type FlagSetting,
+  type SettingName,
+  type SettingNodes,
+  type NodeName,
+  type SettingValues,
+  type SettingFields,
+  type SettingHelp,
+  type LogLevel,
+} from './settings.js';
 export { nullStats, type Stats } from './stats.js';
 export { createStatsd, STATSD_FLUSH_INTERVAL_MS, type StatsdOptions } from './statsd.js';
 export { CountingStats } from './counting-stats.js';
