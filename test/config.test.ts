@@ -68,6 +68,7 @@ const COMMON_FIELDS = [
   'streamChunkBytes',
   'streamWindowBytes',
   'streamConnectionBufferBytes',
+  'maxInFlight',
   'statsd',
   'drainGraceMs',
 ] as const satisfies ReadonlyArray<keyof ServerConfig & keyof ClientConfig>;
@@ -225,6 +226,12 @@ describe('help text', () => {
         expect(h.meaning, h.name).toBe(row?.meaning.replaceAll('`', ''));
       }
     }
+    expect(settingsHelp('client').find((h) => h.name === 'RP_MAX_IN_FLIGHT')).toEqual({
+      name: 'RP_MAX_IN_FLIGHT',
+      default: '10000',
+      accepts: 'a whole number from 1 to 1000000',
+      meaning: 'most requests in flight per pipe and direction; beyond it the gateway answers 503 with Retry-After at once',
+    });
     expect(settingsHelp('server').find((h) => h.name === 'RP_STREAM_WINDOW_BYTES')?.accepts).toBe('a whole number from RP_STREAM_CHUNK_BYTES to 2147483647');
     expect(settingsHelp('server').find((h) => h.name === 'RP_CLIENT_TARGET_SERVERNAME')).toBeUndefined();
   });
@@ -262,6 +269,7 @@ describe('defaults', () => {
       statsd: { host: 'localhost', port: 8125, prefix: 'restpipe.' },
       heartbeatIntervalMs: 5000,
       heartbeatTimeoutMs: 10_000,
+      maxInFlight: 10_000,
     });
     expect(s.handlerClass).toBeUndefined();
     const c = await loadClientConfig({});
@@ -272,6 +280,7 @@ describe('defaults', () => {
       gateway: { host: '127.0.0.1', port: 8001 },
       reconnectInitialMs: 500,
       reconnectMaxMs: 30_000,
+      maxInFlight: 10_000,
     });
   });
 
