@@ -115,7 +115,7 @@ describe('connection events and status', () => {
   it('lists connected clients with address, connected-since, round-trip time, version and requests in flight', async () => {
     const hb = { RP_CLIENT_HEARTBEAT_INTERVAL_S: '0.05', RP_CLIENT_HEARTBEAT_TIMEOUT_S: '2' };
     const { server } = await startPair({ server: { env: hb }, client: { name: 'alpha', env: hb } });
-    await sleep(200); // a few pings for a round-trip time
+    await waitFor(() => server.registry.get('alpha')?.rttMs !== undefined, 5000, 'a ping for a round-trip time');
     const list = await httpClient()('GET', `${server.gatewayAddress}/_restpipe/clients`);
     expect(list.status).toBe(200);
     const [entry] = list.json<Array<Record<string, unknown>>>();
@@ -123,6 +123,17 @@ describe('connection events and status', () => {
     expect(entry?.address).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(Date.parse(String(entry?.connectedSince))).toBeLessThanOrEqual(Date.now());
     expect(typeof entry?.rttMs).toBe('number');
+  });
+
+  it("the client learns the round-trip time too, from the server's pings, and reports it in status and statsd", async () => {
+    const hb = { RP_CLIENT_HEARTBEAT_INTERVAL_S: '0.05', RP_CLIENT_HEARTBEAT_TIMEOUT_S: '2' };
+    const timings: string[] = [];
+    const stats = { increment() {}, gauge() {}, timing: (name: string) => void timings.push(name), async close() {} };
+    const { client } = await startPair({ server: { env: hb }, client: { name: 'alpha', env: hb, stats } });
+    await waitFor(() => client.status().rttMs !== null, 5000, 'the client to learn the round trip');
+    const status = await httpClient()('GET', `${client.gatewayAddress}/_restpipe/status`);
+    expect(typeof status.json<{ rttMs: unknown }>().rttMs).toBe('number');
+    expect(timings).toContain('heartbeat.rtt');
   });
 
   it('streams connected and disconnected events (Server-Sent Events)', async () => {

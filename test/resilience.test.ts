@@ -175,7 +175,7 @@ describe('dead peers', () => {
     const t0 = Date.now();
     await waitFor(() => server.registry.size === 0, 5000, 'the server to drop the silent client');
     await waitFor(() => events.some((e) => e.type === 'disconnected'), 5000, 'the client to drop the silent server');
-    // Detected within the timeout plus one heartbeat tick, not at TCP's retransmission timeout (minutes).
+    // Detected at the heartbeat timeout (exactly, on fake timers: shared/test/heartbeat.test.ts), not at TCP's retransmission timeout (minutes).
     expect(Date.now() - t0).toBeLessThan(3000);
     unblock();
     await client.waitForPipe(10_000);

@@ -828,6 +828,9 @@ export namespace restpipe {
             /** Ping seq. */
             seq: number;
 
+            /** Ping rttMicros. */
+            rttMicros: number;
+
             /**
              * Creates a new Ping instance using the specified properties.
              * @param [properties] Properties to set
@@ -869,6 +872,9 @@ export namespace restpipe {
 
                 /** Ping seq */
                 seq?: (number|null);
+
+                /** Ping rttMicros */
+                rttMicros?: (number|null);
 
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];

@@ -1162,6 +1162,7 @@ export const restpipe = $root.restpipe = (() => {
             };
 
             Ping.prototype.seq = 0;
+            Ping.prototype.rttMicros = 0;
 
             Ping.create = function(properties) {
                 return new Ping(properties);
@@ -1176,6 +1177,8 @@ export const restpipe = $root.restpipe = (() => {
                     throw $Error("max depth exceeded");
                 if (message.seq != null && $Object.hasOwnProperty.call(message, "seq") && message.seq !== 0)
                     writer.uint32(8).uint32(message.seq);
+                if (message.rttMicros != null && $Object.hasOwnProperty.call(message, "rttMicros") && message.rttMicros !== 0)
+                    writer.uint32(16).uint32(message.rttMicros);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -1216,6 +1219,15 @@ export const restpipe = $root.restpipe = (() => {
                                 message.seq = value;
                             else
                                 delete message.seq;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.rttMicros = value;
+                            else
+                                delete message.rttMicros;
                             continue;
                         }
                     }

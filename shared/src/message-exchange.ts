@@ -19,6 +19,7 @@ import { EventCode } from './event-codes.js';
 import type { Dispatcher, EventReply } from './dispatcher.js';
 import type { EventContext, PeerInfo } from './handler.js';
 import { HandlerContext } from './event-context.js';
+import { Heartbeat } from './pipe/heartbeat.js';
 import type { Stats } from './stats.js';
 
 /** Which end of the pipe this exchange is: clients number requests odd, the server even. */
@@ -146,11 +147,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
   private peerHello: wire.Hello | undefined;
   private peerLeaving = false;
   private closeError: Error | undefined;
-  private lastReceivedAt = Date.now();
-  private readonly heartbeat: NodeJS.Timeout;
-  private pingSeq = 0;
-  private pingSentAt = 0;
-  private _rttMs: number | undefined;
+  private readonly heartbeat: Heartbeat;
   private corked = false;
   private peerMaxFrameBytes = Number.MAX_SAFE_INTEGER;
   private peerWindowBytes = 0;
@@ -201,9 +198,18 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     this.socket.on('error', (err: Error) => this.close(new PipeBrokenError(`pipe error: ${err.message}`, { cause: err })));
     this.socket.on('close', () => this.close(this.closeError ?? new PipeBrokenError('the pipe closed')));
     this.socket.on('end', () => this.socket.end());
-    const tick = Math.max(10, Math.min(opts.limits.heartbeatIntervalMs, opts.limits.heartbeatTimeoutMs) / 2);
-    this.heartbeat = setInterval(() => this.checkHeartbeat(), tick);
-    this.heartbeat.unref();
+    this.heartbeat = new Heartbeat({
+      intervalMs: opts.limits.heartbeatIntervalMs,
+      timeoutMs: opts.limits.heartbeatTimeoutMs,
+      leads: this.role === 'server',
+      sendPing: (seq, rttMicros) => this.trySend({ ping: { seq, rttMicros } }),
+      onSilent: (silentMs) => {
+        this.log.warn({ peer: this.peer.name, silentMs: Math.round(silentMs) }, 'closing the pipe: the peer stopped answering');
+        this.stats.increment('heartbeat.timeouts');
+        this.close(new PipeBrokenError(`the peer sent nothing for ${Math.round(silentMs)} ms`));
+      },
+      onRtt: (rttMs) => this.stats.timing('heartbeat.rtt', rttMs),
+    });
     this.send({
       hello: {
         version: PROTOCOL_VERSION,
@@ -231,7 +237,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
 
   /** Smoothed round-trip time of the last ping, in ms. */
   get rttMs(): number | undefined {
-    return this._rttMs;
+    return this.heartbeat.rttMs;
   }
 
   /** The peer's Hello: protocol version, capabilities, software. */
@@ -443,7 +449,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     this._state = 'closed';
     const reason = err ?? new PipeBrokenError('the pipe closed');
     this.closeError = reason;
-    clearInterval(this.heartbeat);
+    this.heartbeat.stop();
     const failure = reason instanceof RestPipeError ? reason : new PipeBrokenError(reason.message, { cause: reason });
     for (const id of [...this.pending.keys()]) {
       this.settle(id)?.reject(failure);
@@ -472,7 +478,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
   }
 
   private onData(chunk: Buffer): void {
-    this.lastReceivedAt = Date.now();
+    this.heartbeat.received();
     this.stats.increment('bytes.received', chunk.length);
     try {
       this.decoder.push(chunk);
@@ -504,11 +510,14 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       case 'cancel':
         this.onCancel(frame.cancel as wire.Cancel);
         return;
-      case 'ping':
-        this.trySend({ pong: { seq: (frame.ping as wire.Ping).seq } });
+      case 'ping': {
+        const ping = frame.ping as wire.Ping;
+        this.trySend({ pong: { seq: ping.seq } });
+        this.heartbeat.pinged(ping.rttMicros);
         return;
+      }
       case 'pong':
-        this.onPong(frame.pong as wire.Pong);
+        this.heartbeat.ponged((frame.pong as wire.Pong).seq);
         return;
       case 'goaway':
         this.onGoAway(frame.goaway as wire.GoAway);
@@ -739,39 +748,10 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
     }
   }
 
-  private onPong(pong: wire.Pong): void {
-    if (pong.seq !== this.pingSeq || this.pingSentAt === 0) return;
-    const rtt = performance.now() - this.pingSentAt;
-    this.pingSentAt = 0;
-    this._rttMs = this._rttMs === undefined ? rtt : this._rttMs * 0.8 + rtt * 0.2;
-    this.stats.timing('heartbeat.rtt', rtt);
-  }
-
   private onGoAway(goaway: wire.GoAway): void {
     this.log.info({ peer: this.peer.name, reason: goaway.reason }, 'the peer is going away');
     this.peerLeaving = true;
     this.emit('goaway', goaway.reason);
-  }
-
-  private checkHeartbeat(): void {
-    const silentMs = Date.now() - this.lastReceivedAt;
-    if (silentMs >= this.limits.heartbeatTimeoutMs) {
-      this.log.warn({ peer: this.peer.name, silentMs }, 'closing the pipe: the peer stopped answering');
-      this.stats.increment('heartbeat.timeouts');
-      this.close(new PipeBrokenError(`the peer sent nothing for ${silentMs} ms`));
-      return;
-    }
-    // The server pings first; the client only when the server has been quiet
-    // for longer. On an idle link that is one ping and one pong per interval,
-    // and the server measures each client's round-trip time.
-    const pingAfterMs = this.role === 'server' ? this.limits.heartbeatIntervalMs : this.limits.heartbeatIntervalMs * 1.5;
-    if (silentMs >= pingAfterMs && this.pingSentAt === 0) {
-      this.pingSeq = (this.pingSeq + 1) >>> 0;
-      this.pingSentAt = performance.now();
-      this.trySend({ ping: { seq: this.pingSeq } });
-    } else if (this.pingSentAt !== 0 && performance.now() - this.pingSentAt >= this.limits.heartbeatIntervalMs) {
-      this.pingSentAt = 0; // the pong was lost with an earlier ping; ping again on the next tick
-    }
   }
 
   /** Encodes and writes one frame; many frames in one tick go out in one write. */
