@@ -86,6 +86,53 @@ function varintLength(bytes: Uint8Array): number {
   return i + 1;
 }
 
+/** Options of a {@link FrameDecoder}. */
+export interface FrameDecoderOptions {
+  /**
+   * Deliver chunk frames with their data as the slices of the pushed buffers
+   * it arrived in: `frame.chunk` is then a {@link PartedChunk}, whose `parts`
+   * hold the data and whose `data` is null. A chunk frame longer than one
+   * pushed buffer (a 64 KiB chunk over TLS, which delivers records of at most
+   * 16 KiB) is then not copied into one Buffer first.
+   *
+   * Only a chunk frame laid out simply is split this way: the Chunk alone in
+   * the Frame, `id` and `end` (in any order) before `data`, and `data` last,
+   * as `encodeChunkHeader` writes it, and as protobufjs writes a chunk that
+   * does not end its stream. Any other chunk frame (fields in another order,
+   * unknown fields, data arriving in many small pieces) is decoded whole as
+   * usual and its data is the one part. Either way the frame is delivered
+   * only once all of it has arrived, and the length limit is checked on the
+   * prefix, before anything is buffered.
+   *
+   * The parts share memory with the pushed buffers, so a caller must not
+   * reuse a buffer it pushed.
+   * @default false
+   */
+  chunkParts?: boolean;
+}
+
+/** The `chunk` of a frame decoded with the `chunkParts` option. */
+export interface PartedChunk {
+  readonly id: number;
+  readonly end: boolean;
+  /** The data in order, as slices of the pushed buffers; empty when the chunk has none. */
+  readonly parts: Buffer[];
+  /** The length of the data: the sum of the parts' lengths. */
+  readonly bytes: number;
+  /** Always null: the data is in `parts`. */
+  readonly data: null;
+}
+
+/** Bytes of a chunk frame body examined for its header: the Frame and Chunk tags and lengths, `id`, `end`, and room for a repeat. */
+const CHUNK_HEADER_BYTES = 32;
+/**
+ * A chunk frame is delivered in parts only while its pieces average this
+ * many bytes at least; from smaller ones (a peer writing tiny TLS records)
+ * it is copied into one Buffer as before, so a hostile peer cannot make a
+ * stream hold a Buffer object per byte.
+ */
+const MIN_BYTES_PER_PART = 4096;
+
 /**
  * Incremental decoder: `push()` socket chunks, get whole frames in `onFrame`.
  * Throws a `FrameError` subclass on a frame that is too large, malformed or of
@@ -99,11 +146,23 @@ export class FrameDecoder {
   private need = -1;
   private prefixBytes = 0;
   private failed = false;
+  private readonly chunkParts: boolean;
+  /** The start of a chunk frame body that arrived in more than one buffer. */
+  private readonly headerBytes: Buffer;
 
+  /**
+   * @param maxFrameBytes Largest frame body accepted; a larger length prefix throws `FrameTooLargeError` before the body is buffered.
+   * @param onFrame Called with each whole frame, in order.
+   * @param options See {@link FrameDecoderOptions}.
+   */
   constructor(
     private readonly maxFrameBytes: number,
     private readonly onFrame: (frame: Frame) => void,
-  ) {}
+    options: FrameDecoderOptions = {},
+  ) {
+    this.chunkParts = options.chunkParts === true;
+    this.headerBytes = this.chunkParts ? Buffer.alloc(CHUNK_HEADER_BYTES) : Buffer.alloc(0);
+  }
 
   /** Bytes held for a frame not yet complete. */
   get bufferedBytes(): number {
@@ -132,6 +191,7 @@ export class FrameDecoder {
       if (this.buffered < total) return;
       let head = this.chunks[0] as Buffer;
       if (head.length < total) {
+        if (this.chunkParts && this.deliverParted(total)) continue;
         head = Buffer.concat(this.chunks, this.buffered);
         this.chunks = [head];
       }
@@ -143,8 +203,72 @@ export class FrameDecoder {
       }
       this.buffered -= total;
       this.need = -1;
-      this.onFrame(decodeBody(body));
+      const frame = decodeBody(body);
+      if (this.chunkParts && frame.kind === 'chunk') frame.chunk = partedFromWhole(frame.chunk as Chunk);
+      this.onFrame(frame);
     }
+  }
+
+  /**
+   * Delivers the complete frame of `total` bytes at the front, spread over
+   * several buffers, as a chunk in parts, without copying its data. False
+   * (and nothing consumed) when it is not a chunk frame of the simple layout
+   * or its pieces are too small.
+   */
+  private deliverParted(total: number): boolean {
+    const layout = chunkLayout(this.copyHeader(), this.need);
+    if (layout === undefined) return false;
+    const dataBytes = this.need - layout.dataStart;
+    let spanned = 0;
+    for (let seen = 0; seen < total; spanned++) seen += (this.chunks[spanned] as Buffer).length;
+    if (spanned > 2 + dataBytes / MIN_BYTES_PER_PART) return false;
+    const parts: Buffer[] = [];
+    let skip = this.prefixBytes + layout.dataStart;
+    let left = dataBytes;
+    for (let i = 0; left > 0; i++) {
+      const piece = this.chunks[i] as Buffer;
+      if (skip >= piece.length) {
+        skip -= piece.length;
+        continue;
+      }
+      const take = Math.min(piece.length - skip, left);
+      parts.push(skip === 0 && take === piece.length ? piece : piece.subarray(skip, skip + take));
+      left -= take;
+      skip = 0;
+    }
+    this.drop(total);
+    this.need = -1;
+    this.onFrame(new DecodedFrame('chunk', new PartedChunkFrame(layout.id, layout.end, parts, dataBytes)) as Frame);
+    return true;
+  }
+
+  /** The first bytes of the frame body at the front (at most `CHUNK_HEADER_BYTES`), wherever they lie. */
+  private copyHeader(): Buffer {
+    const n = Math.min(this.need, CHUNK_HEADER_BYTES);
+    const head = this.chunks[0] as Buffer;
+    if (head.length >= this.prefixBytes + n) return head.subarray(this.prefixBytes, this.prefixBytes + n);
+    let skip = this.prefixBytes;
+    let copied = 0;
+    for (let i = 0; copied < n; i++) {
+      const piece = this.chunks[i] as Buffer;
+      if (skip >= piece.length) {
+        skip -= piece.length;
+        continue;
+      }
+      copied += piece.copy(this.headerBytes, copied, skip, Math.min(piece.length, skip + n - copied));
+      skip = 0;
+    }
+    return this.headerBytes.subarray(0, n);
+  }
+
+  /** Removes `bytes` from the front of the buffered chunks. */
+  private drop(bytes: number): void {
+    let left = bytes;
+    let whole = 0;
+    while (left > 0 && left >= (this.chunks[whole] as Buffer).length) left -= (this.chunks[whole++] as Buffer).length;
+    this.chunks.splice(0, whole);
+    if (left > 0) this.chunks[0] = (this.chunks[0] as Buffer).subarray(left);
+    this.buffered -= bytes;
   }
 
   /** Reads the varint length prefix; false when more bytes are needed. */
@@ -203,7 +327,7 @@ class DecodedFrame {
   hello: Hello | null = null;
   request: Request | null = null;
   reply: Reply | null = null;
-  chunk: Chunk | null = null;
+  chunk: Chunk | PartedChunk | null = null;
   credit: Credit | null = null;
   cancel: Cancel | null = null;
   ping: Ping | null = null;
@@ -247,6 +371,96 @@ function decodeBody(body: Buffer): Frame {
   }
   if (kind === undefined) throw new UnknownFrameError();
   return new DecodedFrame(kind, value as object) as Frame;
+}
+
+/** A chunk whose data is a list of slices; see {@link FrameDecoderOptions.chunkParts}. */
+class PartedChunkFrame implements PartedChunk {
+  readonly data = null;
+
+  constructor(
+    readonly id: number,
+    readonly end: boolean,
+    readonly parts: Buffer[],
+    readonly bytes: number,
+  ) {}
+}
+
+/** A decoded chunk as a chunk in parts: its data is the one part. */
+function partedFromWhole(chunk: Chunk): PartedChunk {
+  const data = chunk.data;
+  const parts = data.length === 0 ? [] : [Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length)];
+  return new PartedChunkFrame(chunk.id, chunk.end, parts, data.length);
+}
+
+const TAG_FRAME_CHUNK = 0x22; // Frame.chunk: field 4, length-delimited
+const TAG_CHUNK_ID = 0x08; // Chunk.id: field 1, varint
+const TAG_CHUNK_DATA = 0x12; // Chunk.data: field 2, length-delimited
+const TAG_CHUNK_END = 0x18; // Chunk.end: field 3, varint
+
+/** Where a chunk frame's data starts in its body, and the chunk's other fields. */
+interface ChunkLayout {
+  id: number;
+  end: boolean;
+  dataStart: number;
+}
+
+/**
+ * Reads the header of a frame body of `bodyBytes` bytes, given its first
+ * bytes in `head`: the Frame holding only a Chunk, the Chunk's `id` and `end`
+ * (in any order, repeats allowed, the last one counts), then `data` up to the
+ * end of the frame. Undefined for any other layout, or for a varint that
+ * protobufjs would read differently (a 32-bit value in more than 5 bytes, a
+ * bool in more than one); the caller then decodes the frame the ordinary way,
+ * which also raises the right error for malformed bytes. A body of this
+ * layout is always a valid Frame and decodes to the same chunk.
+ */
+function chunkLayout(head: Buffer, bodyBytes: number): ChunkLayout | undefined {
+  if (head[0] !== TAG_FRAME_CHUNK) return undefined;
+  const at = { pos: 1 };
+  const chunkBytes = readVarint32(head, at, LENGTH_LAST_BYTE_MAX);
+  if (chunkBytes < 0 || at.pos + chunkBytes !== bodyBytes) return undefined;
+  const layout: ChunkLayout = { id: 0, end: false, dataStart: 0 };
+  while (at.pos < head.length) {
+    const tag = head[at.pos++];
+    if (tag === TAG_CHUNK_ID) {
+      layout.id = readVarint32(head, at, UINT32_LAST_BYTE_MAX);
+      if (layout.id < 0) return undefined;
+    } else if (tag === TAG_CHUNK_END) {
+      const flag = head[at.pos++];
+      if (flag === undefined || flag >= 0x80) return undefined;
+      layout.end = flag !== 0;
+    } else if (tag === TAG_CHUNK_DATA) {
+      const dataBytes = readVarint32(head, at, LENGTH_LAST_BYTE_MAX);
+      if (dataBytes < 0 || at.pos + dataBytes !== bodyBytes) return undefined;
+      layout.dataStart = at.pos;
+      return layout;
+    } else {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+/** The largest fifth byte of a length protobufjs accepts (`Reader.size`), and of a uint32 it reads as it is. */
+const LENGTH_LAST_BYTE_MAX = 0x07;
+const UINT32_LAST_BYTE_MAX = 0x0f;
+
+/**
+ * Reads a varint of at most 5 bytes at `at.pos` and moves `at.pos` past it;
+ * -1 when it runs past `b`, or its fifth byte is over `lastByteMax`.
+ */
+function readVarint32(b: Buffer, at: { pos: number }, lastByteMax: number): number {
+  let value = 0;
+  for (let i = 0; i < MAX_VARINT_BYTES && at.pos + i < b.length; i++) {
+    const byte = b[at.pos + i] as number;
+    if (i === MAX_VARINT_BYTES - 1 && byte > lastByteMax) return -1;
+    value += (byte & 0x7f) * 2 ** (7 * i);
+    if (byte < 0x80) {
+      at.pos += i + 1;
+      return value;
+    }
+  }
+  return -1;
 }
 
 export type Hello = restpipe.v1.Hello;

@@ -9,6 +9,8 @@ export {
   type Frame,
   type FrameInit,
   type FrameKind,
+  type FrameDecoderOptions,
+  type PartedChunk,
   type Hello,
   type Request,
   type Reply,
