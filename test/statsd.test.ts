@@ -109,11 +109,20 @@ describe('statsd over a real UDP socket', () => {
     expect(missing.code).toBe(255);
     const back = await http('GET', `${server.gatewayAddress}/client/agent-2/time`);
     expect(back.status).toBe(200);
+    // A fan-out answer and one refused before the pipe count like any other gateway answer.
+    const fan = await http('GET', `${server.gatewayAddress}/clients/*/time`);
+    expect(fan.status).toBe(200);
+    const badNoun = await http('GET', `${server.gatewayAddress}/client/agent-2/no.such`);
+    expect(badNoun.status).toBe(404);
 
     const s = serverSink.metrics;
     const c = clientSink.metrics;
     await waitFor(
-      () => sum(s, 'restpipe.requests.code.0') === N && sum(c, 'restpipe.requests.sent') === N + 1 && sum(c, 'restpipe.handler.get_time.calls') === 1,
+      () =>
+        sum(s, 'restpipe.requests.code.0') === N &&
+        sum(c, 'restpipe.requests.sent') === N + 1 &&
+        sum(c, 'restpipe.handler.get_time.calls') === 2 &&
+        sum(s, 'restpipe.gateway.status.404') === 1,
       5000,
       'the counters',
     );
@@ -128,9 +137,11 @@ describe('statsd over a real UDP socket', () => {
     for (const t of handlerTimes) expect(t.value).toBeGreaterThanOrEqual(0);
     expect(of(s, 'restpipe.clients.connected', 'g').map((m) => m.value)).toContain(1);
     expect(sum(s, 'restpipe.connections.added')).toBe(1);
-    expect(sum(s, 'restpipe.requests.sent')).toBe(1);
-    expect(of(s, 'restpipe.gateway.time', 'ms')).toHaveLength(1);
-    expect(sum(s, 'restpipe.gateway.status.200')).toBe(1);
+    expect(sum(s, 'restpipe.requests.sent')).toBe(2);
+    expect(of(s, 'restpipe.gateway.time', 'ms')).toHaveLength(3);
+    expect(sum(s, 'restpipe.gateway.status.200')).toBe(2);
+    expect(sum(s, 'restpipe.gateway.status.404')).toBe(1);
+    expect(sum(s, 'restpipe.gateway.fanout.requests')).toBe(1);
     expect(sum(s, 'restpipe.frames.received')).toBeGreaterThanOrEqual(N + 2);
     expect(sum(s, 'restpipe.bytes.received')).toBeGreaterThan(0);
     expect(sum(s, 'restpipe.bytes.sent')).toBeGreaterThan(0);
@@ -142,8 +153,8 @@ describe('statsd over a real UDP socket', () => {
     expect(of(c, 'restpipe.gateway.time', 'ms')).toHaveLength(N + 1);
     expect(sum(c, 'restpipe.gateway.status.200')).toBe(N);
     expect(sum(c, 'restpipe.gateway.status.404')).toBe(1);
-    expect(sum(c, 'restpipe.handler.get_time.calls')).toBe(1);
-    expect(sum(c, 'restpipe.requests.code.0')).toBe(1);
+    expect(sum(c, 'restpipe.handler.get_time.calls')).toBe(2);
+    expect(sum(c, 'restpipe.requests.code.0')).toBe(2);
     expect(sum(c, 'restpipe.frames.sent')).toBeGreaterThanOrEqual(N + 2);
     expect(sum(c, 'restpipe.bytes.sent')).toBeGreaterThan(0);
     expect(sum(c, 'restpipe.bytes.received')).toBeGreaterThan(0);

@@ -15,15 +15,8 @@ export class RestPipeError extends Error {
   /** The HTTP status a gateway answers with for this error: the event code's. */
   readonly httpStatus: number;
   /** An error with a registered code; its event code and HTTP status are the registry's. */
-  constructor(code: ErrorCode, message: string, options?: ErrorOptions);
-  /**
-   * @deprecated Pass only the code (or use its subclass): the event code comes
-   * from the registry. Kept until the last callers that spell it out move.
-   */
-  constructor(code: ErrorCode, eventCode: number, message: string, options?: ErrorOptions);
-  constructor(code: ErrorCode, ...rest: [string, ErrorOptions?] | [number, string, ErrorOptions?]) {
-    const [eventCode, message, options] =
-      typeof rest[0] === 'number' ? (rest as [number, string, ErrorOptions?]) : [ERROR_REGISTRY[code].eventCode, ...(rest as [string, ErrorOptions?])];
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
+    const eventCode = ERROR_REGISTRY[code].eventCode;
     super(message, options);
     this.code = code;
     this.eventCode = eventCode;

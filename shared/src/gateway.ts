@@ -12,7 +12,17 @@ import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { BadRequestError, BodyTooLargeError, DeadlineExceededError, PipeBrokenError, RestPipeError, UnknownClientError } from './errors.js';
+import {
+  BadRequestError,
+  BodyTooLargeError,
+  DeadlineExceededError,
+  InternalError,
+  InvalidNounError,
+  NoRouteError,
+  PipeBrokenError,
+  RestPipeError,
+  UnknownClientError,
+} from './errors.js';
 import { entryFromError, entryFromReply, selectClients, type FanOutEntry } from './fan-out.js';
 import { EventCode, httpStatusForEventCode } from './event-codes.js';
 import { parseEventPath, splitClientName } from './event-path.js';
@@ -143,20 +153,23 @@ export function createGateway(opts: GatewayOptions): FastifyInstance {
 
   const prefix = opts.side === 'client' ? '/server/' : '/client/';
   const handle = (request: FastifyRequest, reply: FastifyReply) => forward(opts, prefix, request, reply);
-  app.route({ method: ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'], url: `${prefix}*`, handler: handle });
+  // Every answer to an event request (forwarded, fan-out, or refused before
+  // it reached the pipe) is counted once, by status, with its time.
+  const counted = countAnswers(opts.stats);
+  app.route({ method: ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'], url: `${prefix}*`, handler: handle, onResponse: counted });
   if (opts.peerNames) {
     const names = opts.peerNames;
-    app.route({ method: ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'], url: '/clients/*', handler: (request, reply) => fanOut(opts, names, request, reply) });
+    app.route({
+      method: ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'],
+      url: '/clients/*',
+      handler: (request, reply) => fanOut(opts, names, request, reply),
+      onResponse: counted,
+    });
   }
   opts.routes?.(app);
 
   app.setNotFoundHandler((request, reply) => {
-    const err = new RestPipeError(
-      'RP_NO_ROUTE',
-      EventCode.NO_HANDLER,
-      `no route for ${request.method} ${request.url.split('?')[0]}; events go to ${prefix}<noun>`,
-    );
-    sendError(reply, err, 404);
+    sendError(reply, new NoRouteError(`no route for ${request.method} ${request.url.split('?')[0]}; events go to ${prefix}<noun>`));
   });
   app.setErrorHandler((error: Error & { statusCode?: number }, _request, reply) => {
     if (error instanceof RestPipeError) return sendError(reply, error);
@@ -165,13 +178,34 @@ export function createGateway(opts: GatewayOptions): FastifyInstance {
       return sendError(reply, new BadRequestError(error.message));
     }
     opts.log.error({ err: error }, 'gateway error');
-    return sendError(reply, new RestPipeError('RP_INTERNAL', EventCode.HANDLER_THREW, 'internal gateway error'), 500);
+    return sendError(reply, new InternalError(undefined, { cause: error }));
   });
   return app;
 }
 
+/**
+ * An `onResponse` hook counting `gateway.status.<status>` and timing
+ * `gateway.time` for answers that reached the caller (a caller that went
+ * away is `gateway.caller_gone` instead). Names are built once per status.
+ */
+function countAnswers(stats: Stats): (request: FastifyRequest, reply: FastifyReply, done: () => void) => void {
+  const names = new Map<number, string>();
+  return (_request, reply, done) => {
+    if (reply.raw.writableFinished) {
+      const status = reply.statusCode;
+      let name = names.get(status);
+      if (name === undefined) {
+        name = `gateway.status.${status}`;
+        names.set(status, name);
+      }
+      stats.increment(name);
+      stats.timing('gateway.time', reply.elapsedTime);
+    }
+    done();
+  };
+}
+
 async function forward(opts: GatewayOptions, prefix: string, request: FastifyRequest, reply: FastifyReply): Promise<void> {
-  const started = performance.now();
   const url = request.raw.url ?? '';
   let clientName: string | undefined;
   let rest = url.slice(prefix.length);
@@ -179,7 +213,7 @@ async function forward(opts: GatewayOptions, prefix: string, request: FastifyReq
   const { noun, args, query } = parseEventPath(rest);
   const verb = request.method.toLowerCase();
   if (!isValidNoun(noun)) {
-    throw new RestPipeError('RP_NO_HANDLER', EventCode.NO_HANDLER, `"${noun}" is not a valid noun: use letters, digits, "_" and "/"`);
+    throw new InvalidNounError(noun);
   }
   const deadlineMs = requestDeadline(opts, request.headers[TIMEOUT_HEADER]);
   const deadlineAt = Date.now() + deadlineMs;
@@ -199,7 +233,6 @@ async function forward(opts: GatewayOptions, prefix: string, request: FastifyReq
     const headers = eventHeaders(request);
     if (RESPOND_ASYNC.test(String(request.headers.prefer ?? ''))) {
       await exchange.notify({ verb, noun, args, query, headers, mimetype: request.headers['content-type'] ?? '', body, contentLength });
-      opts.stats.increment('gateway.status.202');
       await reply.code(202).header(EVENT_CODE_HEADER, '0').header('preference-applied', 'respond-async').type('application/json').send({ accepted: true });
       return;
     }
@@ -228,18 +261,15 @@ async function forward(opts: GatewayOptions, prefix: string, request: FastifyReq
     } else {
       await reply.send(result.body);
     }
-    opts.stats.increment(`gateway.status.${reply.statusCode}`);
   } catch (err) {
     if (caller.gone) {
       opts.stats.increment('gateway.caller_gone');
       return;
     }
     if (!(err instanceof RestPipeError)) throw err;
-    opts.stats.increment(`gateway.status.${httpStatusForEventCode(err.eventCode)}`);
     sendError(reply, err);
   } finally {
     reply.raw.off('close', onClose);
-    opts.stats.timing('gateway.time', performance.now() - started);
   }
 }
 
@@ -264,7 +294,7 @@ async function fanOut(opts: GatewayOptions, peerNames: () => Iterable<string>, r
   const { name: selector, rest } = splitClientName((request.raw.url ?? '').slice('/clients/'.length));
   const { noun, args, query } = parseEventPath(rest);
   if (!isValidNoun(noun)) {
-    throw new RestPipeError('RP_NO_HANDLER', EventCode.NO_HANDLER, `"${noun}" is not a valid noun: use letters, digits, "_" and "/"`);
+    throw new InvalidNounError(noun);
   }
   const deadlineMs = requestDeadline(opts, request.headers[TIMEOUT_HEADER]);
   const payload = request.body;
@@ -348,7 +378,7 @@ function requestDeadline(opts: GatewayOptions, header: string | string[] | undef
   return Math.min(ms, opts.maxDeadlineMs);
 }
 
-function sendError(reply: FastifyReply, err: RestPipeError, status = httpStatusForEventCode(err.eventCode)): FastifyReply {
+function sendError(reply: FastifyReply, err: RestPipeError, status = err.httpStatus): FastifyReply {
   return reply.code(status).header(EVENT_CODE_HEADER, String(err.eventCode)).type('application/json').send(errorBody(err));
 }
 

@@ -684,7 +684,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> {
       this.send({ reply: { id, code: reply.code, mimetype: reply.mimetype, body: reply.body } });
     } catch (err) {
       // The reply is over the peer's frame limit: answer with an error instead.
-      const e = new RestPipeError('RP_BODY_TOO_LARGE', EventCode.BODY_TOO_LARGE, (err as Error).message);
+      const e = new BodyTooLargeError((err as Error).message, { cause: err });
       this.trySend({ reply: { id, code: e.eventCode, mimetype: 'application/json', body: errorBody(e) } });
     }
   }
