@@ -4,6 +4,7 @@
  * (`/client/<name>/<noun>`) that sends events to them.
  */
 import { EventEmitter, once } from 'node:events';
+import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import {
@@ -53,7 +54,11 @@ export interface ClientConnectionEvent {
   clients: number;
 }
 
-export class RestPipeServer extends EventEmitter<{ connection: [ClientConnectionEvent]; closing: [] }> {
+/**
+ * `connection`: a client connected or disconnected. `closing`: `close()` began.
+ * `drained`: every client was drained and its `disconnected` event emitted.
+ */
+export class RestPipeServer extends EventEmitter<{ connection: [ClientConnectionEvent]; closing: []; drained: [] }> {
   readonly config: ServerConfig;
   readonly registry: ClientRegistry;
   readonly log: Logger;
@@ -254,12 +259,23 @@ export class RestPipeServer extends EventEmitter<{ connection: [ClientConnection
     if (this.closing) return;
     this.closing = true;
     if (this.idleTimer) clearInterval(this.idleTimer);
-    this.emit('closing'); // ends event streams, which would otherwise hold the gateway open
+    this.emit('closing');
     this.tlsServer.close();
-    const drains = [...this.registry.entries()].map(([, exchange]) => exchange.drain('the server is shutting down', graceMs));
-    await Promise.all([this.app?.close(), ...drains]);
+    const gatewayClosed = this.app?.close();
+    await Promise.all([...this.registry.entries()].map(([, exchange]) => drainAndClose(exchange, 'the server is shutting down', graceMs)));
+    // Every client's `disconnected` event is out: event streams end here,
+    // which would otherwise hold the gateway open.
+    this.emit('drained');
+    await gatewayClosed;
     for (const socket of this.sockets) socket.destroy();
   }
+}
+
+/** Drains `exchange` and resolves once it has closed (its `close` listeners have run). */
+function drainAndClose(exchange: MessageExchange, reason: string, graceMs: number): Promise<unknown> {
+  if (exchange.state === 'closed') return exchange.drain(reason, graceMs);
+  const closed = new Promise((resolve) => exchange.once('close', resolve));
+  return Promise.all([exchange.drain(reason, graceMs), closed]);
 }
 
 /** `/_restpipe/status`, `/_restpipe/clients` and `/_restpipe/events` (Server-Sent Events). */
@@ -269,33 +285,104 @@ function registerServerStatusRoutes(app: FastifyInstance, server: RestPipeServer
     return reply.code(status.pipe === 'listening' ? 200 : 503).send(status);
   });
   app.get('/_restpipe/clients', async () => server.clients());
-  app.get('/_restpipe/events', (request, reply) => {
+  app.get('/_restpipe/events', (_request, reply) => {
     reply.hijack();
-    const res = reply.raw;
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-    res.write(': connected clients follow as "connected" events\n\n');
-    const send = (event: ClientConnectionEvent) => res.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-    for (const client of server.clients()) {
-      send({
+    const stream = new EventStream(reply.raw, server.log);
+    const snapshot = server.clients().map((client) =>
+      formatEvent({
         type: 'connected',
         name: String(client.name),
         address: (client.address as string | null) ?? undefined,
         time: String(client.connectedSince),
         clients: server.registry.size,
-      });
-    }
-    server.on('connection', send);
+      }),
+    );
+    stream.open(`: connected clients follow as "connected" events\n\n${snapshot.join('')}`);
+    const send = (event: ClientConnectionEvent) => stream.write(formatEvent(event));
+    const end = () => stream.end();
     // A comment line now and then keeps proxies from closing an idle stream.
-    const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    const keepAlive = setInterval(() => stream.write(': keep-alive\n\n'), 15_000);
     keepAlive.unref();
-    const end = () => res.end();
-    const stop = () => {
+    server.on('connection', send);
+    server.once('drained', end);
+    stream.onStop(() => {
       clearInterval(keepAlive);
       server.off('connection', send);
-      server.off('closing', end);
-    };
-    server.once('closing', end);
-    request.raw.once('close', stop);
-    res.once('close', stop);
+      server.off('drained', end);
+    });
   });
+}
+
+function formatEvent(event: ClientConnectionEvent): string {
+  return `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
+}
+
+/**
+ * How far (in bytes not yet taken by the socket) a subscriber may fall
+ * behind live events before it is cut off: a subscriber that stops reading
+ * must not grow the server's memory without bound.
+ */
+const EVENT_STREAM_MAX_BEHIND_BYTES = 4 * 1024 * 1024;
+
+/**
+ * One `/_restpipe/events` subscriber. Nothing it does can throw into the
+ * server: writes after the end or after it went away are dropped, response
+ * errors are logged at debug, and one that falls too far behind is cut off.
+ */
+class EventStream {
+  private stopped = false;
+  private allowanceBytes = EVENT_STREAM_MAX_BEHIND_BYTES;
+  private readonly stopListeners: Array<() => void> = [];
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly log: Logger,
+  ) {
+    // A write to a socket the subscriber reset reports here; never unhandled.
+    res.on('error', (err) => log.debug({ err }, 'an event stream failed'));
+    res.once('close', () => this.stop());
+  }
+
+  /** Sends the head and the snapshot; the snapshot does not count as falling behind. */
+  open(first: string): void {
+    this.res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    this.allowanceBytes += Buffer.byteLength(first);
+    this.res.write(first);
+  }
+
+  onStop(listener: () => void): void {
+    if (this.stopped) listener();
+    else this.stopListeners.push(listener);
+  }
+
+  write(text: string): void {
+    if (this.stopped || this.gone) return;
+    if (this.res.writableLength > this.allowanceBytes) {
+      this.log.warn({ behindBytes: this.res.writableLength }, 'an event stream subscriber fell too far behind; closing its stream');
+      this.stop();
+      this.res.destroy();
+      return;
+    }
+    this.res.write(text);
+  }
+
+  /** Ends the stream and its connection (the server stops: the connection must not linger idle). */
+  end(): void {
+    if (this.stopped) return;
+    this.stop();
+    if (this.gone) return;
+    const socket = this.res.socket;
+    this.res.end(() => socket?.end());
+  }
+
+  /** Ended or destroyed: a write now would fail (`writable` stays true on a response). */
+  private get gone(): boolean {
+    return this.res.writableEnded || this.res.destroyed;
+  }
+
+  private stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const listener of this.stopListeners.splice(0)) listener();
+  }
 }
