@@ -7,26 +7,20 @@ import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import {
-  CountingStats,
-  Dispatcher,
+  type CountingStats,
   IdentityError,
-  MessageExchange,
+  NodeKit,
   PeerNotConnectedError,
   SERVER_AUTH_OID,
   ShuttingDownError,
   allowsUsage,
-  callHook,
   certificateName,
-  createGateway,
-  listenGateway,
-  loadIdentity,
-  nullStats,
   type Logger,
+  type MessageExchange,
   type Stats,
   type TlsIdentity,
 } from '@restpipe/shared';
 import type { FastifyInstance } from 'fastify';
-import { pino } from 'pino';
 import { Backoff } from './backoff.js';
 import { CLIENT_IDENTITY_FILES, type ClientConfig } from './config.js';
 import { ClientConnectionStateEvents, ClientExampleHandler, type ClientEventHandler } from './handler.js';
@@ -65,9 +59,8 @@ export type ClientStatusEvent =
 export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }> {
   readonly config: ClientConfig;
   readonly log: Logger;
+  private readonly kit: NodeKit;
   private readonly stats: CountingStats;
-  private readonly startedAt = Date.now();
-  private readonly dispatcher: Dispatcher;
   private readonly hooks: ClientConnectionStateEvents;
   private readonly secureContext: tls.SecureContext;
   private readonly backoff: Backoff;
@@ -83,31 +76,33 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
   constructor(opts: ClientOptions) {
     super();
     this.config = opts.config;
-    this.log = opts.log ?? pino({ name: 'restpipe-client', level: opts.config.logLevel });
-    this.stats = new CountingStats(opts.stats ?? nullStats);
+    this.kit = new NodeKit({
+      side: 'client',
+      config: opts.config,
+      handler: opts.handler ?? new ClientExampleHandler(),
+      identity: opts.identity,
+      identityFiles: CLIENT_IDENTITY_FILES,
+      certPathVariable: 'RP_CLIENT_CERT_PATH',
+      log: opts.log,
+      stats: opts.stats,
+    });
+    this.log = this.kit.log;
+    this.stats = this.kit.stats;
     this.hooks = opts.hooks ?? new ClientConnectionStateEvents();
-    this.dispatcher = new Dispatcher(opts.handler ?? new ClientExampleHandler());
-    const identity = opts.identity ?? loadIdentity(opts.config.certPath, CLIENT_IDENTITY_FILES, 'RP_CLIENT_CERT_PATH');
+    const identity = this.kit.identity;
     // One context for every reconnect: the key and certificates are parsed once.
     this.secureContext = tls.createSecureContext({ key: identity.key, cert: identity.cert, ca: identity.ca, minVersion: 'TLSv1.2' });
     this.backoff = new Backoff({ initialMs: opts.config.reconnectInitialMs, maxMs: opts.config.reconnectMaxMs });
     this.app =
       opts.gateway === false
         ? undefined
-        : createGateway({
-            side: 'client',
-            log: this.log,
-            stats: this.stats,
-            streamChunkBytes: opts.config.streamChunkBytes,
-            maxBodyBytes: opts.config.maxBodyBytes,
+        : this.kit.createGateway({
             routes: (app) => {
               app.get('/_restpipe/status', async (_request, reply) => {
                 const status = this.status();
                 return reply.code(status.pipe === 'up' ? 200 : 503).send(status);
               });
             },
-            defaultDeadlineMs: opts.config.requestTimeoutMs,
-            maxDeadlineMs: opts.config.maxRequestTimeoutMs,
             resolvePeer: (_name, deadlineMs, caller) => {
               const exchange = this._exchange;
               return exchange?.ready ? exchange : this.waitForPipe(Math.min(deadlineMs, this.config.connectWaitMs), caller.signal);
@@ -140,7 +135,7 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
       lastDisconnectedAt: this.lastDisconnectedAt?.toISOString() ?? null,
       rttMs: up && ex.rttMs !== undefined ? Math.round(ex.rttMs * 1000) / 1000 : null,
       inFlight: ex?.inFlight ?? null,
-      uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+      uptimeS: this.kit.uptimeS(),
       counters: this.stats.counters(),
     };
   }
@@ -166,10 +161,7 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
 
   /** Starts the gateway and the connection loop; does not wait for the pipe. */
   async start(): Promise<void> {
-    if (this.app) {
-      this._gatewayAddress = await listenGateway(this.app, this.config.gateway);
-      this.log.info({ gateway: this._gatewayAddress }, 'gateway listening');
-    }
+    if (this.app) this._gatewayAddress = await this.kit.listenGateway(this.app);
     this.loop = this.run();
   }
 
@@ -294,16 +286,9 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
       socket.once('error', fail);
       socket.once('close', () => fail(new Error('the server closed the connection during the handshake')));
       socket.once('secureConnect', () => {
-        socket.setNoDelay(true);
-        socket.setKeepAlive(true, 30_000);
-        const exchange = new MessageExchange({
-          socket,
-          role: 'client',
-          peer: { name: certificateName(socket.getPeerCertificate()) ?? servername, address: `${socket.remoteAddress}:${socket.remotePort}` },
-          dispatcher: this.dispatcher,
-          log: this.log,
-          stats: this.stats,
-          limits: this.config,
+        const exchange = this.kit.openExchange(socket, {
+          name: certificateName(socket.getPeerX509Certificate()) ?? servername,
+          address: `${socket.remoteAddress}:${socket.remotePort}`,
         });
         socket.off('error', fail);
         exchange.once('close', (err) => fail(err ?? new Error('the pipe closed before the server said hello')));
@@ -319,7 +304,7 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
   }
 
   private callHook(name: string, call: () => void | Promise<void>): void {
-    callHook(this.log, name, call);
+    this.kit.callHook(name, call);
   }
 
   /**
