@@ -786,6 +786,11 @@ function roundRatio(a, b) {
   return median(Array.from({ length: n }, (_, i) => a.rounds[i] / b.rounds[i]));
 }
 
+/** A difference in ms with its sign: +0.440, -0.120. */
+function signedMs(x) {
+  return `${x < 0 ? '-' : '+'}${fmtMs(Math.abs(x))}`;
+}
+
 function report(seconds) {
   const md = [];
   const txt = [];
@@ -831,8 +836,8 @@ function report(seconds) {
       fmtMs(r.p50),
       fmtMs(r.p99),
       fmtMs(r.p999),
-      d && r !== d ? `+${fmtMs(r.p50 - d.p50)}` : '',
-      d && r !== d ? `+${fmtMs(r.p99 - d.p99)}` : '',
+      d && r !== d ? signedMs(r.p50 - d.p50) : '',
+      d && r !== d ? signedMs(r.p99 - d.p99) : '',
       r.bad ? `${r.bad} bad` : '',
     ]);
     both(
@@ -926,7 +931,7 @@ function report(seconds) {
     const worst = Math.max(...rl.map((r) => r.p99 - d.p99));
     targets.push([
       `p99 added latency ≤ 1 ms at ${fmtNum(o.rate)} req/s`,
-      rl.map((r) => `${r.path} +${fmtMs(r.p99 - d.p99)} ms`).join(', '),
+      rl.map((r) => `${r.path} ${signedMs(r.p99 - d.p99)} ms`).join(', '),
       worst <= 1 ? 'met' : 'not met',
     ]);
   }
