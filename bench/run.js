@@ -11,6 +11,7 @@
 //   npm run bench                       the whole default run (~10 min)
 //   npm run bench -- --agents 1000,5000,10000
 //   npm run bench -- --quick            a short smoke run (bench/out/)
+//   npm run bench -- --against HEAD~1   today's RestPipe paths against a build of HEAD~1
 //   npm run bench -- --help
 //
 // It is a measuring script, not a test: targets are reported, never asserted.
@@ -20,6 +21,7 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createBenchIdentities, signAgentCertificates, LOAD_CLIENT_NAME } from './lib/identities.js';
+import { discardPending, prepareAgainst } from './lib/against.js';
 import { startClient, startServer } from './lib/nodes.js';
 import { summarizeProfile } from './lib/profile.js';
 import { nginxBinary, nginxVersion, startNginx, startStunnel, stunnelBinary, stunnelVersion } from './lib/tunnels.js';
@@ -71,7 +73,13 @@ const HELP = `usage: npm run bench -- [options]
   --profile-seconds S    seconds of CPU profile under load (8); 0 skips
   --quiet-wait S         before each load, wait up to S s for other processes to leave the CPU (20); 0 never waits
   --only LIST / --skip LIST   sections: throughput,latency,stream,agents,profile
+  --retakes N            take a load again up to N times when other processes disturbed it (1)
   --quick                1 round, short loads, 300 agents, 256 MiB streams (smoke run)
+  --against REF          also run the RestPipe paths of REF (a git ref, built in a temporary
+                         worktree) interleaved with today's, and report new/old ratios; defaults
+                         then to --paths rp-c2s,rp-s2c and --only throughput,latency,stream
+                         (--quick with it: 2 rounds, --quiet-wait 1, --retakes 0, 128 MiB streams)
+  --no-cache             with --against: build REF afresh, keep no built tree
   --out FILE             report file (docs/benchmarks.md for a full run, else bench/out/benchmarks.md)
   --no-write             print only`;
 if (argv.includes('--help') || argv.includes('-h')) {
@@ -98,27 +106,30 @@ const list = (s) =>
     .map((x) => x.trim())
     .filter(Boolean);
 const quick = argv.includes('--quick');
+const againstRef = opt('against', undefined);
+const quickAgainst = quick && againstRef !== undefined;
 const o = {
-  rounds: Number(opt('rounds', quick ? 1 : 3)),
+  rounds: Number(opt('rounds', quickAgainst ? 2 : quick ? 1 : 3)),
   duration: Number(opt('duration', quick ? 2 : 4)),
   warmup: Number(opt('warmup', 1)),
   conns: list(opt('conns', quick ? '1,16' : '1,16,64')).map(Number),
   rate: Number(opt('rate', 1000)),
   rateSeconds: Number(opt('rate-seconds', quick ? 2 : 5)),
-  paths: list(opt('paths', 'direct,nginx,stunnel,rp-c2s,rp-s2c')),
-  streamTotal: parseBytes(opt('stream-total', quick ? '256MiB' : '1GiB')),
+  paths: list(opt('paths', againstRef !== undefined ? 'rp-c2s,rp-s2c' : 'direct,nginx,stunnel,rp-c2s,rp-s2c')),
+  streamTotal: parseBytes(opt('stream-total', quickAgainst ? '128MiB' : quick ? '256MiB' : '1GiB')),
   streamRequest: parseBytes(opt('stream-request', '64MiB')),
   agents: opt('agents', quick ? '300' : '1000,5000') === 'none' ? [] : list(opt('agents', quick ? '300' : '1000,5000')).map(Number),
   perProcess: Number(opt('agents-per-process', 2500)),
   idleWindow: Number(opt('idle-window', quick ? 6 : 20)),
   profileSeconds: Number(opt('profile-seconds', quick ? 3 : 8)),
-  quietWait: Number(opt('quiet-wait', 20)),
+  quietWait: Number(opt('quiet-wait', quickAgainst ? 1 : 20)),
+  retakes: Number(opt('retakes', quickAgainst ? 0 : 1)),
 };
 const ALL_SECTIONS = ['throughput', 'latency', 'stream', 'agents', 'profile'];
-const only = opt('only', undefined);
+const only = opt('only', againstRef !== undefined ? 'throughput,latency,stream' : undefined);
 const skip = list(opt('skip', ''));
 const sections = new Set((only ? list(only) : ALL_SECTIONS).filter((s) => !skip.includes(s)));
-const fullRun = !quick && !only && skip.length === 0 && !argv.includes('--paths');
+const fullRun = !quick && !only && skip.length === 0 && !argv.includes('--paths') && againstRef === undefined;
 const outFile = argv.includes('--no-write') ? undefined : opt('out', fullRun ? join(root, 'docs/benchmarks.md') : join(root, 'bench/out/benchmarks.md'));
 const command = `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
 
@@ -163,7 +174,7 @@ const step = (s) => console.log(`\n▸ ${s}`);
 /**
  * Runs one measurement when the machine is quiet, and records how many cores
  * processes outside the bench used meanwhile; a measurement disturbed by more
- * than 0.3 cores is taken once more.
+ * than 0.3 cores is taken again (--retakes times, once by default).
  */
 const disturbed = [];
 async function measured(what, fn) {
@@ -173,7 +184,7 @@ async function measured(what, fn) {
     const r = await fn();
     r.foreign = f.cores();
     if (r.foreign <= 0.3) return r;
-    if (attempt >= 1) {
+    if (attempt >= o.retakes) {
       disturbed.push(`${what} (${r.foreign.toFixed(2)} cores)`);
       return r;
     }
@@ -186,6 +197,7 @@ async function cleanup(code) {
   if (cleaning) return;
   cleaning = true;
   await killAll();
+  await discardPending();
   rmSync(work, { recursive: true, force: true });
   if (code !== undefined) process.exit(code);
 }
@@ -212,10 +224,25 @@ log(`  stunnel: ${machine.stunnel ?? 'MISSING (apt-get install stunnel4) — stu
 log(`  open files limit: ${fdLimit}`);
 log(`  options: ${JSON.stringify(o)} sections: ${[...sections].join(',')}`);
 
+// The other side of --against: REF built in a temporary worktree (lib/against.js).
+let against;
+if (againstRef !== undefined) {
+  step(`against ${againstRef}: a build of it in a temporary git worktree`);
+  try {
+    against = await prepareAgainst({ root, ref: againstRef, work, cache: !argv.includes('--no-cache'), log });
+  } catch (err) {
+    console.error(`\nbench failed: cannot build ${againstRef}: ${err.message}`);
+    await cleanup(1);
+  }
+  for (const s of ['agents', 'profile'])
+    if (sections.has(s)) notes.push(`The ${s} section measures today's tree only; --against compares throughput, latency and streaming.`);
+}
+
 step('identities (certs-tool: CA, server, bench-client)');
 const ids = await createBenchIdentities(join(work, 'ids'));
 
 const results = { throughput: [], latency: [], stream: undefined, agents: [], profile: undefined, checks: [] };
+let labelWidth = 24;
 const loader = startChild('loader', process.execPath, [join(root, 'bench/lib/loader.js')], { ipc: true });
 
 try {
@@ -246,10 +273,17 @@ await cleanup();
 // ------------------------------------------------------------ the paths
 async function startPaths() {
   step('starting the origin, nginx, stunnel and the RestPipe nodes');
-  const originPort = await freePort();
-  const origin = startChild('origin', process.execPath, [join(root, 'bench/lib/origin.js')], { env: { ...process.env, ORIGIN_PORT: String(originPort) } });
-  await waitForPort(originPort, '127.0.0.1', 10_000, 'origin');
-  const paths = [{ id: 'direct', label: 'direct (Fastify)', url: `http://127.0.0.1:${originPort}/time`, children: [origin], pids: [origin.pid] }];
+  // The direct path is always measured, except with --against when --paths leaves it out.
+  const wantDirect = !against || o.paths.includes('direct');
+  const paths = [];
+  let originPort;
+  let origin;
+  if (wantDirect || o.paths.includes('nginx') || o.paths.includes('stunnel')) {
+    originPort = await freePort();
+    origin = startChild('origin', process.execPath, [join(root, 'bench/lib/origin.js')], { env: { ...process.env, ORIGIN_PORT: String(originPort) } });
+    await waitForPort(originPort, '127.0.0.1', 10_000, 'origin');
+    if (wantDirect) paths.push({ id: 'direct', label: 'direct (Fastify)', url: `http://127.0.0.1:${originPort}/time`, children: [origin], pids: [origin.pid] });
+  }
 
   if (o.paths.includes('nginx')) {
     if (!nginxBinary()) notes.push('nginx is not installed (apt-get install nginx): the nginx path was skipped.');
@@ -262,7 +296,13 @@ async function startPaths() {
           .split('\n')
           .filter(Boolean)
           .map(Number) ?? [];
-      paths.push({ id: 'nginx', label: 'nginx hop', url: `http://127.0.0.1:${port}/time`, children: [nginx], pids: [nginx.pid, ...workers, origin.pid] });
+      paths.push({
+        id: 'nginx',
+        label: 'nginx hop',
+        url: `http://127.0.0.1:${port}/time`,
+        children: [nginx, origin],
+        pids: [nginx.pid, ...workers, origin.pid],
+      });
     }
   }
   if (o.paths.includes('stunnel')) {
@@ -274,45 +314,66 @@ async function startPaths() {
         id: 'stunnel',
         label: 'stunnel mTLS tunnel',
         url: `http://127.0.0.1:${clientPort}/time`,
-        children: [st.client, st.server],
+        children: [st.client, st.server, origin],
         pids: [st.client.pid, st.server.pid, origin.pid],
       });
     }
   }
   if (o.paths.includes('rp-c2s') || o.paths.includes('rp-s2c')) {
-    const [pipePort, sgw, cgw] = [await freePort(), await freePort(), await freePort()];
-    const server = await startServer(root, ids, { pipePort, gatewayPort: sgw });
-    const client = await startClient(root, ids, { pipePort, gatewayPort: cgw });
-    const nodes = { server, client };
-    if (o.paths.includes('rp-c2s'))
-      paths.push({
-        id: 'rp-c2s',
-        label: 'RestPipe client→server',
-        url: `http://127.0.0.1:${cgw}/server/time`,
-        children: [client, server],
-        pids: [client.pid, server.pid],
-        nodes,
-      });
-    if (o.paths.includes('rp-s2c'))
-      paths.push({
-        id: 'rp-s2c',
-        label: 'RestPipe server→client',
-        url: `http://127.0.0.1:${sgw}/client/${LOAD_CLIENT_NAME}/time`,
-        children: [],
-        pids: [server.pid, client.pid],
-        nodes,
-      });
+    // Today's nodes, and with --against the other tree's nodes beside them:
+    // each of its paths follows today's of the same direction.
+    const trees = [{ tree: root, lib: join(root, 'bench/lib'), name: 'restpipe', label: 'RestPipe', suffix: '' }];
+    if (against) trees.push({ tree: against.dir, lib: against.lib, name: `restpipe@${against.short}`, label: against.label, suffix: '@ref' });
+    const started = [];
+    for (const t of trees) {
+      const [pipePort, sgw, cgw] = [await freePort(), await freePort(), await freePort()];
+      const server = await startServer(t.tree, ids, { pipePort, gatewayPort: sgw, lib: t.lib, name: `${t.name}-server` });
+      const client = await startClient(t.tree, ids, { pipePort, gatewayPort: cgw, lib: t.lib, name: `${t.name}-client` });
+      started.push({ ...t, server, client, sgw, cgw });
+    }
+    for (const dir of ['rp-c2s', 'rp-s2c']) {
+      if (!o.paths.includes(dir)) continue;
+      for (const t of started) {
+        const { server, client } = t;
+        const c2s = dir === 'rp-c2s';
+        paths.push({
+          id: `${dir}${t.suffix}`,
+          label: `${t.label} ${c2s ? 'client→server' : 'server→client'}`,
+          url: c2s ? `http://127.0.0.1:${t.cgw}/server/time` : `http://127.0.0.1:${t.sgw}/client/${LOAD_CLIENT_NAME}/time`,
+          children: [client, server],
+          pids: c2s ? [client.pid, server.pid] : [server.pid, client.pid],
+          nodes: { server, client },
+          ...(t.suffix ? { twinOf: dir, old: true } : {}),
+        });
+      }
+    }
   }
+  labelWidth = Math.max(24, ...paths.map((p) => p.label.length));
   // Every path answers the same handler.
   for (const p of paths) {
     const res = await fetch(p.url);
     const body = await res.text();
     const ok = res.ok && /"time_from_(server|client)":\d/.test(body);
     results.checks.push({ path: p.id, status: res.status, body });
-    log(`  ${p.label.padEnd(24)} ${p.url}  → ${res.status} ${body}${ok ? '' : '  ✗ unexpected'}`);
+    log(`  ${p.label.padEnd(labelWidth)} ${p.url}  → ${res.status} ${body}${ok ? '' : '  ✗ unexpected'}`);
     if (!ok) throw new Error(`${p.label} does not answer /time correctly`);
   }
   return paths;
+}
+
+/**
+ * The paths in the order of round r: rotating from round to round as units,
+ * where a unit is one path, or a RestPipe path with its --against twin right
+ * beside it (today's first in rounds 1, 3, …, the other tree's first in rounds 2, 4, …).
+ */
+function roundOrder(paths, r) {
+  const units = [];
+  for (const p of paths) {
+    if (p.twinOf) continue;
+    const twin = paths.find((q) => q.twinOf === p.id);
+    units.push(!twin ? [p] : r % 2 ? [twin, p] : [p, twin]);
+  }
+  return units.flatMap((_, i) => units[(i + r) % units.length]);
 }
 
 // ------------------------------------------------------------ throughput
@@ -322,8 +383,7 @@ async function throughput(paths) {
   for (let r = 0; r < o.rounds; r++) {
     for (const c of o.conns) {
       // Alternate the order of the paths from round to round.
-      const order = paths.map((_, i) => paths[(i + r) % paths.length]);
-      for (const p of order) {
+      for (const p of roundOrder(paths, r)) {
         const res = await measured(`${p.label} at ${c} connections`, () =>
           ask(loader, 'closed', { url: p.url, connections: c, seconds: o.duration, warmupSeconds: o.warmup }),
         );
@@ -331,7 +391,7 @@ async function throughput(paths) {
         if (!runs.has(k)) runs.set(k, []);
         runs.get(k).push(res);
         log(
-          `  round ${r + 1} c=${String(c).padStart(3)} ${p.label.padEnd(24)} ${fmtNum(res.rps).padStart(7)} req/s  p50 ${fmtMs(res.p50)} ms  p99 ${fmtMs(res.p99)} ms${res.non2xx || res.errors ? `  (non-2xx ${res.non2xx}, errors ${res.errors})` : ''}${res.foreign > 0.1 ? `  [others used ${res.foreign.toFixed(2)} cores]` : ''}`,
+          `  round ${r + 1} c=${String(c).padStart(3)} ${p.label.padEnd(labelWidth)} ${fmtNum(res.rps).padStart(7)} req/s  p50 ${fmtMs(res.p50)} ms  p99 ${fmtMs(res.p99)} ms${res.non2xx || res.errors ? `  (non-2xx ${res.non2xx}, errors ${res.errors})` : ''}${res.foreign > 0.1 ? `  [others used ${res.foreign.toFixed(2)} cores]` : ''}`,
         );
       }
     }
@@ -342,11 +402,14 @@ async function throughput(paths) {
       results.throughput.push({
         path: p.id,
         label: p.label,
+        twinOf: p.twinOf,
+        old: p.old,
         conns: c,
         rps: median(rs.map((x) => x.rps)),
         p50: median(rs.map((x) => x.p50)),
         p99: median(rs.map((x) => x.p99)),
         rounds: rs.map((x) => x.rps),
+        foreign: rs.map((x) => x.foreign),
         bad: rs.reduce((a, x) => a + x.non2xx + x.errors, 0),
       });
     }
@@ -357,15 +420,14 @@ async function fixedRate(paths) {
   step(`fixed rate: ${o.rate} req/s open loop × ${paths.length} paths × ${o.rounds} rounds, ${o.rateSeconds} s each (+1 s warm-up)`);
   const runs = new Map();
   for (let r = 0; r < o.rounds; r++) {
-    const order = paths.map((_, i) => paths[(i + r) % paths.length]);
-    for (const p of order) {
+    for (const p of roundOrder(paths, r)) {
       const res = await measured(`${p.label} at ${o.rate} req/s`, () =>
         ask(loader, 'rate', { url: p.url, rate: o.rate, seconds: o.rateSeconds, warmupSeconds: 1, connections: 32 }),
       );
       if (!runs.has(p.id)) runs.set(p.id, []);
       runs.get(p.id).push(res);
       log(
-        `  round ${r + 1} ${p.label.padEnd(24)} ${fmtNum(res.achievedRps)} req/s  p50 ${fmtMs(res.p50)} ms  p99 ${fmtMs(res.p99)} ms  p99.9 ${fmtMs(res.p999)} ms${res.non2xx || res.errors ? `  (non-2xx ${res.non2xx}, errors ${res.errors})` : ''}${res.foreign > 0.1 ? `  [others used ${res.foreign.toFixed(2)} cores]` : ''}`,
+        `  round ${r + 1} ${p.label.padEnd(labelWidth)} ${fmtNum(res.achievedRps)} req/s  p50 ${fmtMs(res.p50)} ms  p99 ${fmtMs(res.p99)} ms  p99.9 ${fmtMs(res.p999)} ms${res.non2xx || res.errors ? `  (non-2xx ${res.non2xx}, errors ${res.errors})` : ''}${res.foreign > 0.1 ? `  [others used ${res.foreign.toFixed(2)} cores]` : ''}`,
       );
     }
   }
@@ -374,6 +436,11 @@ async function fixedRate(paths) {
     results.latency.push({
       path: p.id,
       label: p.label,
+      twinOf: p.twinOf,
+      old: p.old,
+      roundsP50: rs.map((x) => x.p50),
+      roundsP99: rs.map((x) => x.p99),
+      foreign: rs.map((x) => x.foreign),
       p50: median(rs.map((x) => x.p50)),
       p99: median(rs.map((x) => x.p99)),
       p999: median(rs.map((x) => x.p999)),
@@ -424,24 +491,16 @@ async function profile(paths) {
 }
 
 // ------------------------------------------------------------- streaming
-function streamingAvailable() {
+function streamingAvailable(tree = root) {
   // Streamed bodies arrived with shared/src/streams.ts (commit 917e001).
-  return existsSync(join(root, 'shared/dist/streams.js'));
+  return existsSync(join(tree, 'shared/dist/streams.js'));
 }
 
-async function streaming() {
-  const streamed = streamingAvailable();
+/** How a tree moves `o.streamTotal` bytes: streamed in one request, or buffered in several. */
+function transferPlan(tree) {
+  const streamed = streamingAvailable(tree);
   const per = streamed ? o.streamTotal : Math.min(o.streamRequest, o.streamTotal);
   const count = Math.max(1, Math.round(o.streamTotal / per));
-  const total = per * count;
-  const mode = streamed ? 'streamed' : 'buffered';
-  step(`transfers: ${fmtBytes(total)} each direction as ${count} × ${fmtBytes(per)} (${mode} bodies), RestPipe vs stunnel`);
-  if (!streamed) {
-    log('  streaming: not available in this build — measuring buffered bodies (RP_MAX_BODY_BYTES raised) as an interim figure');
-    notes.push(
-      'Streaming: not available in this build. The transfer figures are an interim measurement of buffered bodies (each request/reply body held whole in memory, RP_MAX_BODY_BYTES raised), not of streaming.',
-    );
-  }
   const env = streamed
     ? {}
     : {
@@ -451,41 +510,99 @@ async function streaming() {
         RP_REQUEST_TIMEOUT_S: '600',
         RP_REQUEST_TIMEOUT_MAX_S: '600',
       };
-  const out = { mode, per, count, total, rows: [] };
-  results.stream = out;
+  return { mode: streamed ? 'streamed' : 'buffered', per, count, total: per * count, env };
+}
 
-  // RestPipe: fresh nodes, so their peak memory is this test's.
+/** One tree's transfers on fresh nodes (so their peak memory is this test's): upload, then download. */
+async function restpipeTransfers(t, plan) {
+  const { per, count, env } = plan;
   const [pipePort, sgw, cgw] = [await freePort(), await freePort(), await freePort()];
-  const server = await startServer(root, ids, { pipePort, gatewayPort: sgw, env, name: 'restpipe-server (stream)' });
-  const client = await startClient(root, ids, { pipePort, gatewayPort: cgw, env, name: 'restpipe-client (stream)' });
-  const rpBase = { client: procMem(client.pid).rss, server: procMem(server.pid).rss };
+  const server = await startServer(t.tree, ids, { pipePort, gatewayPort: sgw, env, lib: t.lib, name: `${t.name}-server (stream)` });
+  const client = await startClient(t.tree, ids, { pipePort, gatewayPort: cgw, env, lib: t.lib, name: `${t.name}-client (stream)` });
+  const base = { client: procMem(client.pid).rss, server: procMem(server.pid).rss };
+  const rows = [];
   for (const dir of ['upload', 'download']) {
     const url = dir === 'upload' ? `http://127.0.0.1:${cgw}/server/sink` : `http://127.0.0.1:${cgw}/server/blob?bytes=${per}`;
     let peak;
-    const r = await measured(`RestPipe ${dir}`, async () => {
+    const r = await measured(`${t.label} ${dir}`, async () => {
       const sampler = rssSampler([client.pid, server.pid]);
       const x = await ask(loader, 'transfer', { url, method: dir === 'upload' ? 'POST' : 'GET', requestBytes: per, count }, 1_800_000);
       peak = sampler.stop();
       return x;
     });
-    out.rows.push({
-      path: 'RestPipe',
+    rows.push({
+      path: t.label,
+      old: t.old,
       dir,
       ...r,
       mbps: r.bytes / MiB / r.seconds,
       peakA: peak[client.pid],
       peakB: peak[server.pid],
-      baseA: rpBase.client,
-      baseB: rpBase.server,
+      baseA: base.client,
+      baseB: base.server,
       names: ['client node', 'server node'],
     });
     log(
-      `  RestPipe ${dir.padEnd(8)} ${fmtBytes(r.bytes)} in ${r.seconds.toFixed(2)} s = ${fmtNum(r.bytes / MiB / r.seconds, 1)} MiB/s; peak RSS client ${fmtBytes(peak[client.pid])}, server ${fmtBytes(peak[server.pid])}  ${JSON.stringify(r.statuses)}`,
+      `  ${t.label.padEnd(against ? against.label.length : 8)} ${dir.padEnd(8)} ${fmtBytes(r.bytes)} in ${r.seconds.toFixed(2)} s = ${fmtNum(r.bytes / MiB / r.seconds, 1)} MiB/s; peak RSS client ${fmtBytes(peak[client.pid])}, server ${fmtBytes(peak[server.pid])}  ${JSON.stringify(r.statuses)}`,
     );
   }
   await stopChild(client);
   await stopChild(server);
+  return rows;
+}
 
+/** One row out of a tree's rounds for one direction: medians, statuses summed, the rounds kept. */
+function mergeTransferRounds(rounds) {
+  const statuses = {};
+  for (const x of rounds) for (const [k, v] of Object.entries(x.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
+  const med = (k) => median(rounds.map((x) => x[k]));
+  return {
+    ...rounds[0],
+    bytes: med('bytes'),
+    seconds: med('seconds'),
+    mbps: med('mbps'),
+    peakA: med('peakA'),
+    peakB: med('peakB'),
+    baseA: med('baseA'),
+    baseB: med('baseB'),
+    statuses,
+    rounds,
+  };
+}
+
+async function streaming() {
+  const trees = [{ tree: root, lib: join(root, 'bench/lib'), name: 'restpipe', label: 'RestPipe' }];
+  if (against) trees.push({ tree: against.dir, lib: against.lib, name: `restpipe@${against.short}`, label: against.label, old: true });
+  for (const t of trees) t.plan = transferPlan(t.tree);
+  const { mode, per, count, total } = trees[0].plan;
+  // With --against, both trees take turns for o.rounds rounds (the order
+  // alternating per round), each round on fresh nodes; without, one round.
+  const rounds = against ? o.rounds : 1;
+  step(
+    `transfers: ${fmtBytes(total)} each direction as ${count} × ${fmtBytes(per)} (${mode} bodies), ${trees.map((t) => t.label).join(' and ')}${rounds > 1 ? ` × ${rounds} rounds` : ''}${against && !o.paths.includes('stunnel') ? '' : ' vs stunnel'}`,
+  );
+  for (const t of trees) {
+    if (t.plan.mode === 'streamed') continue;
+    log(`  streaming: not available in ${t.label} — measuring buffered bodies (RP_MAX_BODY_BYTES raised) as an interim figure`);
+    notes.push(
+      `Streaming: not available in ${t.label === 'RestPipe' ? 'this build' : t.label}. Its transfer figures are an interim measurement of buffered bodies (each request/reply body held whole in memory, RP_MAX_BODY_BYTES raised), not of streaming.`,
+    );
+  }
+  const out = { mode, per, count, total, rounds, rows: [] };
+  results.stream = out;
+
+  const byTree = new Map(trees.map((t) => [t, []]));
+  for (let r = 0; r < rounds; r++) {
+    const order = r % 2 ? [...trees].reverse() : trees;
+    for (const t of order) byTree.get(t).push(await restpipeTransfers(t, t.plan));
+  }
+  for (const t of trees) {
+    const rs = byTree.get(t);
+    for (const dir of ['upload', 'download']) out.rows.push(mergeTransferRounds(rs.map((x) => x.find((y) => y.dir === dir))));
+  }
+
+  // With --against, the stunnel baseline only when --paths asks for it.
+  if (against && !o.paths.includes('stunnel')) return;
   if (!stunnelBinary()) {
     notes.push('stunnel4 is not installed: no stunnel transfer figures.');
     return;
@@ -782,13 +899,84 @@ function describeMachine() {
  * the run disturbs less than a ratio of medians.
  */
 function roundRatio(a, b) {
-  const n = Math.min(a.rounds.length, b.rounds.length);
-  return median(Array.from({ length: n }, (_, i) => a.rounds[i] / b.rounds[i]));
+  return median(perRound(a.rounds, b.rounds));
 }
 
 /** A difference in ms with its sign: +0.440, -0.120. */
 function signedMs(x) {
   return `${x < 0 ? '-' : '+'}${fmtMs(Math.abs(x))}`;
+}
+
+/** The ratios a[i] / b[i] of two series measured in the same rounds. */
+function perRound(a, b) {
+  const n = Math.min(a.length, b.length);
+  return Array.from({ length: n }, (_, i) => a[i] / b[i]);
+}
+
+/**
+ * With --against: today's RestPipe paths over the other tree's, each figure the
+ * median of its per-round ratios (the two ran next to each other in every
+ * round). Returns the table rows and a one-line summary.
+ */
+function comparison() {
+  const rows = [];
+  const sum = { tp: [], lt: [], st: [] };
+  const dirOf = (id) => (id.startsWith('rp-c2s') ? 'c→s' : 's→c');
+  const dirName = (id) => (id.startsWith('rp-c2s') ? 'client→server' : 'server→client');
+  // A round is marked * when other processes used more than 0.3 cores during either load of its pair.
+  const rounds = (xs, fa = [], fb = []) =>
+    xs.map((x, i) => `${Number.isFinite(x) ? x.toFixed(2) : '–'}${Math.max(fa[i] ?? 0, fb[i] ?? 0) > 0.3 ? '*' : ''}`).join(' ');
+  /** One row: today's figure, the other's, the median ratio and the rounds' ratios; a and b are {value, series, foreign}. */
+  const row = (what, path, fmt, a, b) => {
+    const ratios = perRound(a.series, b.series);
+    const r = median(ratios);
+    rows.push([what, path, fmt(a.value), fmt(b.value), fmtRatio(r), rounds(ratios, a.foreign, b.foreign)]);
+    return r;
+  };
+  const ms = (x) => `${fmtMs(x)} ms`;
+  for (const t of results.throughput.filter((x) => x.old)) {
+    const n = results.throughput.find((x) => x.path === t.twinOf && x.conns === t.conns);
+    if (!n) continue;
+    const side = (x) => ({ value: x.rps, series: x.rounds, foreign: x.foreign });
+    const r = row(`req/s, ${t.conns} conn`, dirName(t.path), fmtNum, side(n), side(t));
+    sum.tp.push(`${dirOf(t.path)} ${fmtRatio(r)} at ${t.conns}`);
+  }
+  for (const k of ['p50', 'p99']) {
+    for (const t of results.latency.filter((x) => x.old)) {
+      const n = results.latency.find((x) => x.path === t.twinOf);
+      if (!n) continue;
+      const series = k === 'p50' ? 'roundsP50' : 'roundsP99';
+      const side = (x) => ({ value: x[k], series: x[series], foreign: x.foreign });
+      const r = row(`${k} at ${fmtNum(o.rate)} req/s`, dirName(t.path), ms, side(n), side(t));
+      sum.lt.push(`${k} ${dirOf(t.path)} ${fmtRatio(r)}`);
+    }
+  }
+  const sr = results.stream?.rows ?? [];
+  for (const dir of ['upload', 'download']) {
+    const n = sr.find((x) => x.path === 'RestPipe' && x.dir === dir);
+    const t = sr.find((x) => x.old && x.dir === dir);
+    if (!n || !t) continue;
+    const name = dir === 'upload' ? 'client→server (POST)' : 'server→client (GET)';
+    const speed = (x) => ({ value: x.mbps, series: x.rounds.map((y) => y.mbps), foreign: x.rounds.map((y) => y.foreign) });
+    const r = row('transfer MiB/s', name, (x) => `${fmtNum(x, 1)} MiB/s`, speed(n), speed(t));
+    sum.st.push(`${dir === 'upload' ? 'up' : 'down'} ${fmtRatio(r)}`);
+    for (const [node, peak, base] of [
+      ['client', 'peakA', 'baseA'],
+      ['server', 'peakB', 'baseB'],
+    ]) {
+      const growth = (x) => {
+        const series = x.rounds.map((y) => y[peak] - y[base]);
+        return { value: median(series), series, foreign: x.rounds.map((y) => y.foreign) };
+      };
+      row(`${node} node RSS growth`, name, fmtBytes, growth(n), growth(t));
+    }
+  }
+  const parts = [];
+  if (sum.tp.length) parts.push(`req/s ${sum.tp.join(', ')} conn`);
+  if (sum.lt.length) parts.push(`latency at ${fmtNum(o.rate)} req/s ${sum.lt.join(', ')}`);
+  if (sum.st.length) parts.push(`transfers ${sum.st.join(', ')}`);
+  const summary = `Against ${against.ref} (${against.short}), new/old, medians of ${o.rounds} interleaved round${o.rounds === 1 ? '' : 's'}: ${parts.join('; ')}.`;
+  return { rows, summary };
 }
 
 function report(seconds) {
@@ -798,6 +986,18 @@ function report(seconds) {
     md.push(`### ${title}\n`, mdTable(header, rows), '');
     txt.push(`\n${title}\n${textTable(header, rows)}`);
   };
+  let cmp;
+  if (against) {
+    cmp = comparison();
+    both(
+      `Today vs ${against.label} (commit ${against.short}; today/${against.ref} is the median of the per-round ratios)`,
+      ['measure', 'path', 'today', against.ref, `today/${against.ref}`, 'per round'],
+      cmp.rows,
+    );
+    const meaning = `Above 1× is more today for req/s and MiB/s (faster), below 1× is less today for latency and RSS growth (better). Same code on both sides gives about 1× give or take the noise of the machine. A round marked * had other processes using more than 0.3 cores during one of its two loads.`;
+    md.push(meaning, '', `Summary: ${cmp.summary}`, '');
+    txt.push(meaning, `\n${cmp.summary}`);
+  }
   const tp = results.throughput;
   const get = (path, c) => tp.find((r) => r.path === path && r.conns === c);
   if (tp.length) {
@@ -860,7 +1060,7 @@ function report(seconds) {
         .join(' '),
     ]);
     both(
-      `Transfers: ${fmtBytes(s.total)} each way as ${s.count} × ${fmtBytes(s.per)} requests, ${s.mode === 'streamed' ? 'streamed bodies' : 'BUFFERED bodies (interim: streaming not in this build)'}`,
+      `Transfers: ${fmtBytes(s.total)} each way as ${s.count} × ${fmtBytes(s.per)} requests, ${s.mode === 'streamed' ? 'streamed bodies' : 'BUFFERED bodies (interim: streaming not in this build)'}${s.rounds > 1 ? ` (RestPipe: median of ${s.rounds} rounds)` : ''}`,
       ['path', 'direction', 'bytes', 'MiB/s', 'client side RSS start → peak', 'server side RSS start → peak', 'statuses'],
       rows,
     );
@@ -900,7 +1100,7 @@ function report(seconds) {
   // Targets: figures against the issue's goals, never assertions.
   const targets = [];
   const conns = o.conns;
-  const rpTp = tp.filter((r) => r.path.startsWith('rp-'));
+  const rpTp = tp.filter((r) => r.path.startsWith('rp-') && !r.old);
   if (rpTp.length) {
     // Per connection count, the lower of the two directions.
     const ratios = (base) =>
@@ -926,7 +1126,7 @@ function report(seconds) {
     }
   }
   const d = lt.find((r) => r.path === 'direct');
-  const rl = lt.filter((r) => r.path.startsWith('rp-'));
+  const rl = lt.filter((r) => r.path.startsWith('rp-') && !r.old);
   if (d && rl.length) {
     const worst = Math.max(...rl.map((r) => r.p99 - d.p99));
     targets.push([
@@ -1003,6 +1203,7 @@ function report(seconds) {
   console.log(`\n${'═'.repeat(100)}\nRestPipe benchmarks — ${m.cpu}, ${m.cores} cores, ${fmtBytes(m.memory)}, ${m.os}, Node ${m.node}`);
   console.log(txt.join('\n'));
   if (notes.length) console.log(`\nNotes:\n${notes.map((n) => `  - ${n}`).join('\n')}`);
+  if (cmp) console.log(`\n${cmp.summary}`);
   console.log(`\nThe whole run took ${(seconds / 60).toFixed(1)} min.`);
 
   if (!outFile) return;
@@ -1023,7 +1224,13 @@ one machine: the same tiny \`time\` handler answered
 3. **stunnel mTLS tunnel**: stunnel4 client → stunnel4 server with mutual TLS (our certs-tool
    identities; client certificate required and verified, server name checked) → that Fastify server;
 4. **RestPipe client→server**: client gateway → mutual-TLS pipe → server handler \`get_time\`, and
-   **server→client**: server gateway → pipe → client handler \`get_time\`.
+   **server→client**: server gateway → pipe → client handler \`get_time\`.${
+     against
+       ? `
+5. **${against.label}**: the same two RestPipe paths, run by a build of \`${against.ref}\` (commit
+   ${against.short}, "${against.subject}") with the same bench handlers, next to today's in every round.`
+       : ''
+   }
 
 Every node and tunnel is its own process; the load generator (autocannon for the closed loop,
 an open-loop undici pacer for the fixed rate) runs in its own process too. RestPipe nodes run
@@ -1046,7 +1253,7 @@ ratios, which are taken within each round.
 | stunnel | ${m.stunnel ?? 'not installed'} |
 | packages | fastify ${m.versions.fastify}, protobufjs ${m.versions.protobufjs}, pino ${m.versions.pino}, autocannon ${m.versions.autocannon}, undici ${m.versions.undici} |
 | RestPipe | commit ${m.commit}${m.dirty ? ' with uncommitted changes in proto/shared/server/client' : ''} |
-| open files limit | ${fdLimit} |
+${against ? `| compared with | ${against.label} = commit ${against.short} (${against.install || 'built before'}) |\n` : ''}| open files limit | ${fdLimit} |
 
 ## Results
 

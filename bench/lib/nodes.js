@@ -1,6 +1,8 @@
 // RestPipe server and client nodes as child processes (their CLIs, configured
 // with RP_ variables like any deployment), with the bench probe preloaded so
 // the bench can ask for memory after gc and record CPU profiles.
+// `root` is the tree whose CLIs run; `lib` the bench/lib the probe, handlers
+// and hooks come from (another tree's copy for `--against`, see against.js).
 import { join } from 'node:path';
 import { startChild, waitForPort, waitUntil } from './util.js';
 
@@ -11,12 +13,16 @@ export function restpipeEnv(extra = {}) {
   return { ...env, RP_STATSD_HOST: '', RP_LOG_LEVEL: 'warn', ...extra };
 }
 
-function nodeArgs(root, script, extraNodeArgs = []) {
-  return ['--expose-gc', '--import', join(root, 'bench/lib/probe.js'), ...extraNodeArgs, join(root, script)];
+function nodeArgs(root, lib, script, extraNodeArgs = []) {
+  return ['--expose-gc', '--import', join(lib, 'probe.js'), ...extraNodeArgs, join(root, script)];
 }
 
-export async function startServer(root, ids, { pipePort, gatewayPort, env = {}, hooks = false, name = 'restpipe-server', nodeFlags = [] }) {
-  const child = startChild(name, process.execPath, nodeArgs(root, 'server/dist/cli.js', nodeFlags), {
+export async function startServer(
+  root,
+  ids,
+  { pipePort, gatewayPort, env = {}, hooks = false, name = 'restpipe-server', nodeFlags = [], lib = join(root, 'bench/lib') },
+) {
+  const child = startChild(name, process.execPath, nodeArgs(root, lib, 'server/dist/cli.js', nodeFlags), {
     ipc: true,
     env: restpipeEnv({
       RP_SERVER_CERT_PATH: ids.serverDir,
@@ -24,8 +30,8 @@ export async function startServer(root, ids, { pipePort, gatewayPort, env = {}, 
       RP_SERVER_BIND_PORT: String(pipePort),
       RP_SERVER_GATEWAY_HOST: '127.0.0.1',
       RP_SERVER_GATEWAY_PORT: String(gatewayPort),
-      RP_EVENT_HANDLER_FQ_CLASS: `${join(root, 'bench/lib/handlers.js')}#BenchServerHandler`,
-      ...(hooks ? { RP_SERVER_CONNECTION_STATE_CHANGE_EVENT_CLASS: `${join(root, 'bench/lib/hooks.js')}#BenchServerHooks` } : {}),
+      RP_EVENT_HANDLER_FQ_CLASS: `${join(lib, 'handlers.js')}#BenchServerHandler`,
+      ...(hooks ? { RP_SERVER_CONNECTION_STATE_CHANGE_EVENT_CLASS: `${join(lib, 'hooks.js')}#BenchServerHooks` } : {}),
       ...env,
     }),
   });
@@ -33,8 +39,8 @@ export async function startServer(root, ids, { pipePort, gatewayPort, env = {}, 
   return child;
 }
 
-export async function startClient(root, ids, { pipePort, gatewayPort, env = {}, name = 'restpipe-client', nodeFlags = [] }) {
-  const child = startChild(name, process.execPath, nodeArgs(root, 'client/dist/cli.js', nodeFlags), {
+export async function startClient(root, ids, { pipePort, gatewayPort, env = {}, name = 'restpipe-client', nodeFlags = [], lib = join(root, 'bench/lib') }) {
+  const child = startChild(name, process.execPath, nodeArgs(root, lib, 'client/dist/cli.js', nodeFlags), {
     ipc: true,
     env: restpipeEnv({
       RP_CLIENT_CERT_PATH: ids.clientDir,
@@ -42,7 +48,7 @@ export async function startClient(root, ids, { pipePort, gatewayPort, env = {}, 
       RP_CLIENT_TARGET_PORT: String(pipePort),
       RP_CLIENT_GATEWAY_HOST: '127.0.0.1',
       RP_CLIENT_GATEWAY_PORT: String(gatewayPort),
-      RP_EVENT_HANDLER_FQ_CLASS: `${join(root, 'bench/lib/handlers.js')}#BenchClientHandler`,
+      RP_EVENT_HANDLER_FQ_CLASS: `${join(lib, 'handlers.js')}#BenchClientHandler`,
       ...env,
     }),
   });
