@@ -1296,6 +1296,7 @@ ${notes.length ? `Notes:\n\n${notes.map((n) => `- ${n}`).join('\n')}\n` : ''}
   are opt-in (\`--agents 1000,5000,10000\`, about 13 minutes in all) and need ~20,000 open files (the
   script raises \`ulimit -n\` itself when it can). \`--quick\` is a 2-minute smoke run.
 
+${howToRun()}
 ## Profile
 
 ${prof}
@@ -1304,4 +1305,49 @@ ${analysis}
   mkdirSync(dirname(outFile), { recursive: true });
   writeFileSync(outFile, doc);
   console.log(`report written to ${relative(root, outFile)}`);
+}
+
+/** The "How to run" section of the report (docs/benchmarks.md holds the same text). */
+function howToRun() {
+  return `## How to run
+
+\`\`\`sh
+npm run bench                                  # the default run, ~9 min; rewrites this page
+npm run bench -- --agents 1000,5000,10000      # with 10,000 agents, ~13 min
+npm run bench -- --quick                       # a ~2-minute smoke run
+npm run bench -- --only throughput,latency     # some sections (also --skip, --paths, --rounds …)
+npm run bench -- --against HEAD~1              # today's RestPipe against a build of HEAD~1
+npm run bench -- --against main --quick        # the same, short: ~2–3 min
+npm run bench -- --help                        # every option
+\`\`\`
+
+Only the default run (no \`--quick\`, \`--only\`, \`--skip\`, \`--paths\` or \`--against\`) writes this
+page; the others write \`bench/out/benchmarks.md\`. \`npm run bench\` builds the tree first.
+
+**Today against a git ref.** \`--against <ref>\` measures what a change bought. The bench checks
+\`<ref>\` out with \`git worktree add --detach\` in a temporary directory, installs it (this tree's
+\`node_modules\` is copied when \`package-lock.json\` is the same, else \`npm ci --prefer-offline\`)
+and runs \`npm run build\` there. It then starts that tree's server and client CLIs beside
+today's, with today's bench handlers and probe, so that only RestPipe differs. Their paths,
+\`RestPipe@<ref> client→server\` and \`RestPipe@<ref> server→client\`, run right next to today's
+path of the same direction in every round: today's first in odd rounds, the other first in even
+ones. That holds for the closed-loop req/s at each connection count, the latency at the fixed
+rate, and the transfers (fresh nodes for each tree and round). The report opens with a table
+"Today vs \`RestPipe@<ref>\`" and a one-line summary to quote in a commit message. Each figure
+there is today/ref, the median of the per-round ratios, with each round's ratio beside it (\`*\`
+marks a round that other processes disturbed). Above 1× means more today: better for req/s and
+MiB/s. Below 1× means less today: better for latency and RSS growth. "Today" is the working tree
+with its uncommitted changes, so \`--against HEAD\` measures work not yet committed; on a clean
+tree it runs the same code on both sides and shows how large the noise is.
+
+- Defaults with \`--against\`: only the RestPipe paths and the sections throughput, latency and
+  stream. \`--paths direct,nginx,stunnel,rp-c2s,rp-s2c\` adds the baselines (and the stunnel
+  transfer). Agents and profile, if asked for, measure today's tree only. With \`--quick\`:
+  2 rounds, 128 MiB transfers, at most 1 s of waiting for a quiet machine, no load taken again.
+- The worktree lives only for the build. The built tree is then kept, no longer a worktree, in
+  \`/tmp/restpipe-bench-against/<commit>\` (the system's temporary directory; the three most
+  recent commits), so another run against the same commit does not build again. \`--no-cache\`
+  builds in the run's temporary directory and deletes the build at the end. A failed or
+  interrupted build removes its worktree.
+`;
 }
