@@ -975,7 +975,7 @@ function comparison() {
   if (sum.tp.length) parts.push(`req/s ${sum.tp.join(', ')} conn`);
   if (sum.lt.length) parts.push(`latency at ${fmtNum(o.rate)} req/s ${sum.lt.join(', ')}`);
   if (sum.st.length) parts.push(`transfers ${sum.st.join(', ')}`);
-  const summary = `Against ${against.ref} (${against.short}), new/old, medians of ${o.rounds} interleaved round${o.rounds === 1 ? '' : 's'}: ${parts.join('; ')}.`;
+  const summary = `Against ${against.ref} (${against.short}), new/old, medians of ${o.rounds} interleaved round${o.rounds === 1 ? '' : 's'}: ${parts.length ? parts.join('; ') : 'nothing measured'}.`;
   return { rows, summary };
 }
 
