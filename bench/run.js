@@ -1345,9 +1345,10 @@ tree it runs the same code on both sides and shows how large the noise is.
   transfer). Agents and profile, if asked for, measure today's tree only. With \`--quick\`:
   2 rounds, 128 MiB transfers, at most 1 s of waiting for a quiet machine, no load taken again.
 - The worktree lives only for the build. The built tree is then kept, no longer a worktree, in
-  \`/tmp/restpipe-bench-against/<commit>\` (the system's temporary directory; the three most
-  recent commits), so another run against the same commit does not build again. \`--no-cache\`
-  builds in the run's temporary directory and deletes the build at the end. A failed or
-  interrupted build removes its worktree.
+  \`/tmp/restpipe-bench-against/\` (the system's temporary directory; the three most recent
+  builds), so another run against the same commit, or against one that differs only in
+  \`bench/\`, \`docs/\` or markdown files, does not build again. \`--no-cache\` builds in the run's
+  temporary directory and deletes the build at the end. A failed or interrupted build removes
+  its worktree.
 `;
 }

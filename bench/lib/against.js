@@ -1,17 +1,20 @@
 // The other side of `npm run bench -- --against <git-ref>`: a build of <ref>,
 // made in a temporary git worktree, whose RestPipe nodes the bench runs beside
 // today's. The worktree is only for the checkout and the build: once built, the
-// tree is moved to <tmpdir>/restpipe-bench-against/<commit> and the worktree is
+// tree is moved to <tmpdir>/restpipe-bench-against/<key> and the worktree is
 // removed from git, so the repository never keeps a worktree after a run and
-// the next run against the same commit starts at once. The last KEEP built
-// commits are kept. With `cache: false` the tree is built under the run's own
-// temporary directory and goes with it.
+// the next run against the same commit starts at once. The key is a hash of
+// the commit's files minus bench/, docs/ and *.md (buildKey), so commits that
+// differ only there share one build. The last KEEP builds are kept. With
+// `cache: false` the tree is built under the run's own temporary directory and
+// goes with it.
 //
 // The bench's own handlers and probe (bench/lib) are copied into the built tree
 // (.bench-lib/) from today's tree, so both sides answer with the same handler
 // code; only RestPipe itself differs. They resolve @restpipe/* from the built
 // tree's node_modules.
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   closeSync,
   cpSync,
@@ -36,6 +39,20 @@ const MARK = '.restpipe-bench-built';
 function git(root, ...args) {
   const r = spawnSync('git', ['-C', root, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   return { ok: r.status === 0, out: (r.stdout ?? '').trim(), err: (r.stderr ?? '').trim() };
+}
+
+/**
+ * What the build of a commit depends on: its top-level tree entries (object
+ * ids) except the bench, the docs and markdown files, hashed.
+ */
+function buildKey(root, sha) {
+  const r = git(root, 'ls-tree', sha);
+  if (!r.ok) throw new Error(`git ls-tree ${sha} failed: ${r.err}`);
+  const kept = r.out.split('\n').filter((l) => {
+    const name = l.split('\t')[1] ?? '';
+    return name !== 'bench' && name !== 'docs' && !name.endsWith('.md');
+  });
+  return createHash('sha1').update(kept.join('\n')).digest('hex');
 }
 
 /**
@@ -165,15 +182,16 @@ export async function prepareAgainst({ root, ref, work, cache = true, log = cons
   const sha = r.out;
   const short = git(root, 'rev-parse', '--short', sha).out;
   const subject = git(root, 'log', '-1', '--format=%s', sha).out;
-  const dir = cache ? join(CACHE_DIR, sha) : join(work, `against-${short}`);
+  const key = buildKey(root, sha);
+  const dir = cache ? join(CACHE_DIR, key) : join(work, `against-${short}`);
   const side = { ref, sha, short, subject, dir, lib: join(dir, '.bench-lib'), label: `RestPipe@${ref}`, cached: false, install: '', buildSeconds: 0 };
 
-  if (cache) tidyCache(root, sha);
-  if (cache && isBuilt(dir, sha)) {
+  if (cache) tidyCache(root, key);
+  if (cache && isBuilt(dir, key)) {
     side.cached = true;
     const now = new Date();
     utimesSync(join(dir, MARK), now, now);
-    log(`  ${ref} = ${short} "${subject}": built before, in ${dir}`);
+    log(`  ${ref} = ${short} "${subject}": built before (the same files outside bench/ and docs/), in ${dir}`);
   } else {
     const t0 = performance.now();
     const tmp = `${dir}.build-${process.pid}`;
@@ -204,7 +222,7 @@ export async function prepareAgainst({ root, ref, work, cache = true, log = cons
       await run('npm', ['run', 'build'], { cwd: tmp, logFile });
       for (const script of ['server/dist/cli.js', 'client/dist/cli.js'])
         if (!existsSync(join(tmp, script))) throw new Error(`${ref} has no ${script} after "npm run build"`);
-      if (cache && isBuilt(dir, sha)) {
+      if (cache && isBuilt(dir, key)) {
         // Another run built the same commit meanwhile: use that one.
         removeWorktree(root, tmp);
         pending.delete(tmp);
@@ -218,7 +236,7 @@ export async function prepareAgainst({ root, ref, work, cache = true, log = cons
         renameSync(join(dir, '.git'), join(tmp, '.git'));
         removeWorktree(root, tmp);
         pending.delete(tmp);
-        writeFileSync(join(dir, MARK), `${sha}\n`);
+        writeFileSync(join(dir, MARK), `${key}\n`);
       }
     } catch (err) {
       const t = tail(logFile);
