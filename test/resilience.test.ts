@@ -218,15 +218,21 @@ describe('the real executables', () => {
 
   it('SIGTERM drains: requests in flight finish, the client is sent away, exit code 0', async () => {
     const port = await freePort();
-    const { proc } = await serverProcess(port, { RP_DRAIN_GRACE_S: '5' });
+    const { proc, gateway } = await serverProcess(port, { RP_DRAIN_GRACE_S: '5' });
     const client = await startClient({ port }, { env: { RP_CLIENT_RECONNECT_INITIAL_S: '30' } });
     const http = httpClient();
-    const inFlight = http('GET', `${client.gatewayAddress}/server/sleep//800`);
-    await sleep(200);
+    const inFlight = http('GET', `${client.gatewayAddress}/server/sleep//2000`);
+    // SIGTERM once the server is handling the request (not after a guessed delay).
+    let handling = false;
+    while (!handling) {
+      const clients = (await http('GET', `${gateway}/_restpipe/clients`)).json<Array<{ inFlight: { incoming: number } }>>();
+      handling = clients[0]?.inFlight.incoming === 1;
+      if (!handling) await sleep(10);
+    }
     proc.child.kill('SIGTERM');
     const answer = await inFlight;
     expect(answer.status).toBe(200);
-    expect(answer.json()).toEqual({ slept: 800 });
+    expect(answer.json()).toEqual({ slept: 2000 });
     expect(await proc.exited).toEqual({ code: 0, signal: null });
   });
 

@@ -9,7 +9,7 @@
  */
 import type { Readable } from 'node:stream';
 import { EventCode } from './event-codes.js';
-import { isBodyStream } from './streams.js';
+import { isBodyStream } from './pipe/streams.js';
 import { BASE_HANDLER, type EventContext, type EventHandler, type HandlerMethod, type PostData } from './handler.js';
 
 export const VERBS = ['get', 'post', 'put', 'delete', 'patch'] as const;

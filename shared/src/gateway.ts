@@ -19,6 +19,7 @@ import {
   InternalError,
   InvalidNounError,
   NoRouteError,
+  OverloadedError,
   PipeBrokenError,
   RestPipeError,
   UnknownClientError,
@@ -27,9 +28,9 @@ import { entryFromError, entryFromReply, selectClients, type FanOutEntry } from 
 import { EventCode, httpStatusForEventCode } from './event-codes.js';
 import { parseEventPath, splitClientName } from './event-path.js';
 import { isValidNoun } from './dispatcher.js';
-import { errorBody, type MessageExchange } from './message-exchange.js';
+import { errorBody, type EventHeader, type Pipe } from './message-exchange.js';
 import type { Stats } from './stats.js';
-import { collectBody } from './streams.js';
+import { collectBody } from './pipe/streams.js';
 
 /** Header carrying the event code of every answer. */
 export const EVENT_CODE_HEADER = 'x-event-return-code';
@@ -69,7 +70,7 @@ export interface GatewayOptions {
    * client, the server's. Throws a `RestPipeError` when there is none; may
    * wait (bounded by `deadlineMs`) for a pipe that is coming up.
    */
-  resolvePeer(clientName: string | undefined, deadlineMs: number, caller: CallerState): MessageExchange | Promise<MessageExchange>;
+  resolvePeer(clientName: string | undefined, deadlineMs: number, caller: CallerState): Pipe | Promise<Pipe>;
   /** Names of the connected clients; enables fan-out at `/clients/<selector>/<noun>` (server). */
   peerNames?: () => Iterable<string>;
   /** Registers the node's own routes (status, events) before the catch-all handlers. */
@@ -249,6 +250,8 @@ async function forward(opts: GatewayOptions, prefix: string, request: FastifyReq
       onCancel: caller.onCancel,
     });
     reply.code(httpStatusForEventCode(result.code)).header(EVENT_CODE_HEADER, String(result.code));
+    // The peer refused it for its own in-flight cap: retry shortly, as for ours.
+    if (result.code === EventCode.OVERLOADED) reply.header('retry-after', '1');
     // The peer answered before reading the whole upload (e.g. 413): close the
     // connection after the answer instead of reading and discarding the rest.
     if (body instanceof Readable && !body.readableEnded) reply.header('connection', 'close');
@@ -274,11 +277,11 @@ async function forward(opts: GatewayOptions, prefix: string, request: FastifyReq
 }
 
 /** The caller's headers for the handler, without hop-by-hop ones. */
-function eventHeaders(request: FastifyRequest): Array<[string, string]> {
-  const headers: Array<[string, string]> = [];
+function eventHeaders(request: FastifyRequest): EventHeader[] {
+  const headers: EventHeader[] = [];
   for (const [name, value] of Object.entries(request.headers)) {
     if (value === undefined || HOP_BY_HOP.has(name)) continue;
-    headers.push([name, Array.isArray(value) ? value.join(', ') : value]);
+    headers.push({ name, value: Array.isArray(value) ? value.join(', ') : value });
   }
   return headers;
 }
@@ -379,6 +382,7 @@ function requestDeadline(opts: GatewayOptions, header: string | string[] | undef
 }
 
 function sendError(reply: FastifyReply, err: RestPipeError, status = err.httpStatus): FastifyReply {
+  if (err instanceof OverloadedError) reply.header('retry-after', String(err.retryAfterS));
   return reply.code(status).header(EVENT_CODE_HEADER, String(err.eventCode)).type('application/json').send(errorBody(err));
 }
 

@@ -16,7 +16,7 @@ import { httpStatusForEventCode } from './event-codes.js';
 import { EventHandler } from './handler.js';
 import { MessageExchange, type PipeLimits } from './message-exchange.js';
 import { nullStats } from './stats.js';
-import { collectBody, isBodyStream } from './streams.js';
+import { collectBody, isBodyStream } from './pipe/streams.js';
 
 /** Two ends of an in-memory byte stream: what one writes, the other reads. */
 export function duplexPair(): [Duplex, Duplex] {
@@ -156,7 +156,7 @@ function target(exchange: MessageExchange, ready: Promise<unknown>): PairTarget 
       noun,
       args: o.args ?? [],
       query: query.toString(),
-      headers: Object.entries(o.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]),
+      headers: Object.entries(o.headers ?? {}).map(([k, v]) => ({ name: k.toLowerCase(), value: v })),
       mimetype: o.mimetype ?? mimetype,
       body: bytes,
       deadlineMs: o.timeoutMs ?? 30_000,

@@ -54,8 +54,11 @@ export {
   type ExchangeState,
   type PipeLimits,
   type OutgoingNotification,
+  type EventHeader,
+  type Pipe,
+  type InFlight,
 } from './message-exchange.js';
-export { InboundStream, OutboundStream, isBodyStream, collectBody } from './streams.js';
+export { InboundStream, OutboundStream, isBodyStream, collectBody } from './pipe/streams.js';
 export { parseQuery, HandlerContext } from './event-context.js';
 export { parseEventPath, splitClientName, type EventPath } from './event-path.js';
 export {

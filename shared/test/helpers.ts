@@ -48,7 +48,14 @@ export interface ExchangePair {
 
 /** A client and a server exchange wired back to back; both said hello once this resolves. */
 export async function exchangePair(
-  opts: { clientHandler?: EventHandler; serverHandler?: EventHandler; clientNow?: () => number; serverNow?: () => number; limits?: Partial<PipeLimits> } = {},
+  opts: {
+    clientHandler?: EventHandler;
+    serverHandler?: EventHandler;
+    clientNow?: () => number;
+    serverNow?: () => number;
+    limits?: Partial<PipeLimits>;
+    serverLimits?: Partial<PipeLimits>;
+  } = {},
 ): Promise<ExchangePair> {
   const [a, b] = duplexPair();
   const log = pino({ level: 'silent' });
@@ -72,7 +79,7 @@ export async function exchangePair(
     dispatcher: new Dispatcher(opts.serverHandler ?? new EventHandler()),
     log,
     stats: serverStats,
-    limits,
+    limits: { ...limits, ...opts.serverLimits },
     ...(opts.serverNow ? { now: opts.serverNow } : {}),
   });
   await Promise.all([

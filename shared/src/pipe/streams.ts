@@ -8,7 +8,7 @@
  * memory and never stops the socket: every other request keeps flowing.
  */
 import { Readable } from 'node:stream';
-import { ProtocolError } from './errors.js';
+import { ProtocolError } from '../errors.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -56,15 +56,20 @@ export class InboundStream extends Readable {
     this.allowance = window;
   }
 
-  /** A chunk frame for this stream; throws `ProtocolError` when the peer overran its credit. */
-  receive(data: Buffer, end: boolean): void {
+  /**
+   * A chunk frame for this stream: its data as one Buffer or as the slices
+   * it arrived in (pushed as they are, never joined). Throws `ProtocolError`
+   * when the peer overran its credit.
+   */
+  receive(data: Buffer | readonly Buffer[], bytes: number, end: boolean): void {
     if (this.ended || this.destroyed) return;
-    if (data.length > this.allowance) {
-      throw new ProtocolError(`stream ${this.id}: the peer sent ${data.length} bytes with only ${this.allowance} bytes of credit`);
+    if (bytes > this.allowance) {
+      throw new ProtocolError(`stream ${this.id}: the peer sent ${bytes} bytes with only ${this.allowance} bytes of credit`);
     }
-    this.allowance -= data.length;
-    if (data.length > 0) {
-      this.push(data);
+    this.allowance -= bytes;
+    if (bytes > 0) {
+      if (Buffer.isBuffer(data)) this.push(data);
+      else for (const part of data) if (part.length > 0) this.push(part);
       const held = this.readableLength;
       if (held > this.peakHeldBytes) {
         this.peakHeldBytes = held;
