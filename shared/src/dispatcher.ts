@@ -55,6 +55,20 @@ export function handlerMethodName(verb: string, noun: string): string {
 /** Name of the optional catch-all method for nouns without a method of their own. */
 export const FALLBACK_METHOD = 'fallback';
 
+/** A verb and noun resolved to its handler method. */
+export interface Route {
+  readonly method: HandlerMethod;
+  /** `<verb>_<noun>`: the method name parameter checks use. */
+  readonly name: string;
+  /** The method name for metrics: `name`, or `fallback` when the fallback answers. */
+  readonly reported: string;
+  /** The method takes its request body as a stream (`streamedBodies`). */
+  readonly streamed: boolean;
+}
+
+/** How many verb-and-noun routes the dispatcher remembers before it starts over. */
+const ROUTE_TABLE_SIZE = 1000;
+
 /** Required arguments and query keys of one handler method. */
 export interface ParameterSpec {
   /** Names of the positional arguments after `//`, all required, in order. */
@@ -83,6 +97,8 @@ export class Dispatcher {
   private readonly fallback: HandlerMethod | undefined;
   private readonly streamed: ReadonlySet<string>;
   private readonly parameters: ReadonlyMap<string, ParameterSpec>;
+  /** Verb and noun → route (null: no handler), bounded by ROUTE_TABLE_SIZE. */
+  private readonly routes = new Map<string, Route | null>();
 
   constructor(readonly handler: EventHandler) {
     this.methods = methodTable(handler);
@@ -99,7 +115,28 @@ export class Dispatcher {
 
   /** True when the handler for this verb and noun takes the request body as a stream. */
   takesStream(verb: string, noun: string): boolean {
-    return this.streamed.size > 0 && this.resolve(verb, noun) !== undefined && this.streamed.has(handlerMethodName(verb, noun));
+    return this.route(verb, noun)?.streamed === true;
+  }
+
+  /**
+   * The handler for a verb and noun, resolved once and remembered (a bounded
+   * table, so hostile nouns cannot grow it): the method, its name for
+   * metrics and parameter checks, and whether it takes a streamed body.
+   */
+  route(verb: string, noun: string): Route | undefined {
+    const key = `${verb} ${noun}`;
+    const known = this.routes.get(key);
+    if (known !== undefined) return known ?? undefined;
+    const method = this.resolve(verb, noun);
+    let route: Route | null = null;
+    if (method) {
+      const name = handlerMethodName(verb, noun);
+      const own = this.methods.has(name);
+      route = { method, name, reported: own ? name : FALLBACK_METHOD, streamed: this.streamed.has(name) };
+    }
+    if (this.routes.size >= ROUTE_TABLE_SIZE) this.routes.clear();
+    this.routes.set(key, route);
+    return route ?? undefined;
   }
 
   /** Names of every reachable handler method, sorted. */
@@ -129,9 +166,8 @@ export class Dispatcher {
   }
 
   /** Runs the event's handler and encodes what it returns or throws; never rejects. */
-  async dispatch(event: IncomingEvent, ctx: EventContext): Promise<EventReply> {
-    const method = this.resolve(event.verb, event.noun);
-    if (!method) {
+  async dispatch(event: IncomingEvent, ctx: EventContext, route: Route | undefined = this.route(event.verb, event.noun)): Promise<EventReply> {
+    if (!route) {
       return jsonReply(EventCode.NO_HANDLER, {
         exception: {
           message: `no handler for ${event.verb.toUpperCase()} ${event.noun} (${handlerMethodName(event.verb, event.noun)})`,
@@ -140,8 +176,8 @@ export class Dispatcher {
         },
       });
     }
-    const name = handlerMethodName(event.verb, event.noun);
-    const missing = this.missingParameter(name, event, ctx);
+    const { method, name } = route;
+    const missing = this.parameters.size === 0 ? undefined : this.missingParameter(name, event, ctx);
     if (missing) {
       return jsonReply(EventCode.BAD_REQUEST, { error: { code: 'RP_BAD_REQUEST', message: missing } });
     }
@@ -160,7 +196,7 @@ export class Dispatcher {
     } catch (err) {
       reply = exceptionReply(err);
     }
-    reply.method = this.methods.has(name) ? name : FALLBACK_METHOD;
+    reply.method = route.reported;
     return reply;
   }
 }

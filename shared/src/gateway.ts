@@ -6,9 +6,7 @@
  * `/client/<client-name>/<noun>[//<args>]`. Every answer carries an event
  * code in `X-Event-Return-Code` and the fitting HTTP status.
  */
-import { existsSync, statSync, unlinkSync } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
-import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -122,13 +120,16 @@ class CallerGone implements CallerState {
   }
 }
 
-/** Where a gateway listens: a TCP host and port, or a unix socket path. */
-export type GatewayAddress = { host: string; port: number } | { path: string };
+export { listenGateway, type GatewayAddress } from './gateway-listen.js';
 
 export function createGateway(opts: GatewayOptions): FastifyInstance {
+  // Below debug the gateway logs only its own errors (through opts.log): a
+  // Fastify logger would make a child logger for every request.
+  const requestLogs = opts.log.isLevelEnabled('debug');
   const app = Fastify({
-    loggerInstance: opts.log as FastifyBaseLogger,
-    logController: new LogController({ disableRequestLogging: !opts.log.isLevelEnabled('debug') }),
+    ...(requestLogs
+      ? { loggerInstance: opts.log as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: false }) }
+      : { logger: false }),
     exposeHeadRoutes: false,
     return503OnClosing: true,
     // Router errors (a URL that does not percent-decode) get our error body too.
@@ -230,11 +231,12 @@ async function forward(opts: GatewayOptions, prefix: string, request: FastifyReq
     const exchange = resolved instanceof Promise ? await resolved : resolved;
     const remaining = deadlineAt - Date.now();
     if (remaining <= 0) throw new DeadlineExceededError(deadlineMs);
-    const { body, contentLength } = await requestBody(request, opts.streamChunkBytes);
+    // A request without a body (most GETs) costs no await here.
+    const { body, contentLength } = request.body instanceof Readable ? await requestBody(request, opts.streamChunkBytes) : NO_BODY;
     const headers = eventHeaders(request);
-    if (RESPOND_ASYNC.test(String(request.headers.prefer ?? ''))) {
+    if (request.headers.prefer !== undefined && RESPOND_ASYNC.test(String(request.headers.prefer))) {
       await exchange.notify({ verb, noun, args, query, headers, mimetype: request.headers['content-type'] ?? '', body, contentLength });
-      await reply.code(202).header(EVENT_CODE_HEADER, '0').header('preference-applied', 'respond-async').type('application/json').send({ accepted: true });
+      reply.code(202).header(EVENT_CODE_HEADER, '0').header('preference-applied', 'respond-async').type('application/json').send({ accepted: true });
       return;
     }
     const result = await exchange.request({
@@ -260,9 +262,11 @@ async function forward(opts: GatewayOptions, prefix: string, request: FastifyReq
       caller.stream = result.stream;
       if (reply.raw.destroyed) result.stream.destroy();
       if (result.contentLength >= 0) reply.header('content-length', String(result.contentLength));
+      // Wait for a streamed reply to finish: the caller going away must stop it.
       await reply.send(result.stream);
     } else {
-      await reply.send(result.body);
+      // A whole reply is sent without waiting for it to drain (FastifyReply is thenable).
+      reply.send(result.body);
     }
   } catch (err) {
     if (caller.gone) {
@@ -370,6 +374,7 @@ async function requestBody(request: FastifyRequest, inlineMax: number): Promise<
 }
 
 const EMPTY = Buffer.alloc(0);
+const NO_BODY: { body: Buffer; contentLength: number } = { body: EMPTY, contentLength: 0 };
 
 function requestDeadline(opts: GatewayOptions, header: string | string[] | undefined): number {
   if (header === undefined) return opts.defaultDeadlineMs;
@@ -384,36 +389,4 @@ function requestDeadline(opts: GatewayOptions, header: string | string[] | undef
 function sendError(reply: FastifyReply, err: RestPipeError, status = err.httpStatus): FastifyReply {
   if (err instanceof OverloadedError) reply.header('retry-after', String(err.retryAfterS));
   return reply.code(status).header(EVENT_CODE_HEADER, String(err.eventCode)).type('application/json').send(errorBody(err));
-}
-
-/**
- * Listens on a TCP address or a unix socket; a stale socket file left by a
- * process that died is removed first. Resolves with the address listened on.
- */
-export async function listenGateway(app: FastifyInstance, address: GatewayAddress): Promise<string> {
-  if ('path' in address) {
-    await removeStaleSocket(address.path);
-    await app.listen({ path: address.path });
-    return address.path;
-  }
-  await app.listen({ host: address.host, port: address.port });
-  const addr = app.server.address();
-  if (addr && typeof addr === 'object') {
-    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    return `http://${host}:${addr.port}`;
-  }
-  return String(addr);
-}
-
-async function removeStaleSocket(path: string): Promise<void> {
-  if (!existsSync(path) || !statSync(path).isSocket()) return;
-  const alive = await new Promise<boolean>((resolve) => {
-    const probe = connect({ path });
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-  if (!alive) unlinkSync(path);
 }

@@ -43,6 +43,7 @@ export {
   type IncomingEvent,
   type EventReply,
   type Verb,
+  type Route,
 } from './dispatcher.js';
 export {
   MessageExchange,

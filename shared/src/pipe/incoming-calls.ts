@@ -8,7 +8,7 @@
 import type { Readable } from 'node:stream';
 import type { Request } from '@restpipe/proto';
 import type { Logger } from 'pino';
-import type { Dispatcher, EventReply } from '../dispatcher.js';
+import type { Dispatcher, EventReply, Route } from '../dispatcher.js';
 import { BodyTooLargeError, DeadlineExceededError, OverloadedError, PipeBrokenError, RestPipeError, ShuttingDownError } from '../errors.js';
 import { EventCode } from '../event-codes.js';
 import { HandlerContext } from '../event-context.js';
@@ -153,10 +153,13 @@ export class IncomingCalls {
     const { id } = req;
     const started = performance.now();
     let reply: EventReply;
+    let route: Route | undefined;
     try {
       let body = Buffer.isBuffer(req.body) ? req.body : Buffer.from(req.body);
       let stream: Readable | undefined;
-      if (bodyStream && host.dispatcher.takesStream(req.verb, req.noun)) {
+      // The handler is resolved once for the request (and remembered for the next).
+      route = host.dispatcher.route(req.verb, req.noun);
+      if (bodyStream && route?.streamed) {
         stream = bodyStream;
       } else if (bodyStream) {
         body = await collectBody(
@@ -167,7 +170,7 @@ export class IncomingCalls {
       } else if (body.length > host.maxBodyBytes) {
         throw new BodyTooLargeError(`request body of ${body.length} bytes is over RP_MAX_BODY_BYTES (${host.maxBodyBytes})`);
       }
-      reply = await host.dispatcher.dispatch({ verb: req.verb, noun: req.noun, args: req.args, mimetype: req.mimetype, body, stream }, entry.ctx);
+      reply = await host.dispatcher.dispatch({ verb: req.verb, noun: req.noun, args: req.args, mimetype: req.mimetype, body, stream }, entry.ctx, route);
     } catch (err) {
       const e = err instanceof RestPipeError ? err : new PipeBrokenError(`request body broke: ${(err as Error).message}`, { cause: err });
       reply = { code: e.eventCode, mimetype: 'application/json', body: errorBody(e) };
