@@ -1,6 +1,7 @@
 /**
  * A readable summary of a certificate, for `restpipe-certs inspect` and for logs.
  */
+import type { CrlInfo } from './crl.js';
 import { readExtensions } from './extensions.js';
 import { parseCertificate } from './pem.js';
 import { oneLineName } from './validate.js';
@@ -61,10 +62,15 @@ export function describeCertificate(certPem: string): CertificateInfo {
   };
 }
 
-/** `describeCertificate` as aligned `label: value` lines. */
-export function formatCertificateInfo(info: CertificateInfo, now: Date = new Date()): string {
+function aligned(rows: ReadonlyArray<readonly [string, string]>): string {
+  const width = Math.max(...rows.map(([label]) => label.length)) + 1;
+  return `${rows.map(([label, value]) => `${(`${label}:`).padEnd(width)} ${value}`).join('\n')}\n`;
+}
+
+/** `describeCertificate` as aligned `label: value` lines, plus `extra` rows (e.g. revocation status). */
+export function formatCertificateInfo(info: CertificateInfo, now: Date = new Date(), extra: ReadonlyArray<readonly [string, string]> = []): string {
   const status = now < info.notBefore ? ' (NOT YET VALID)' : now > info.notAfter ? ' (EXPIRED)' : '';
-  const rows: Array<[string, string]> = [
+  const rows: Array<readonly [string, string]> = [
     ['Subject', info.subject],
     ['Issuer', info.issuer],
     ['Subject alt names', info.sans.join(', ') || '(none)'],
@@ -76,7 +82,20 @@ export function formatCertificateInfo(info: CertificateInfo, now: Date = new Dat
     ['Serial', info.serialHex],
     ['Public key', info.publicKey],
     ['SHA-256 fingerprint', info.fingerprintSha256],
+    ...extra,
   ];
-  const width = Math.max(...rows.map(([label]) => label.length)) + 1;
-  return `${rows.map(([label, value]) => `${(`${label}:`).padEnd(width)} ${value}`).join('\n')}\n`;
+  return aligned(rows);
+}
+
+/** A CRL as aligned lines: issuer, dates (STALE once past the next update), number, entries. */
+export function formatCrlInfo(crl: CrlInfo, now: Date = new Date()): string {
+  const stale = crl.nextUpdate !== undefined && now > crl.nextUpdate ? ' (STALE: re-issue it)' : '';
+  const head = aligned([
+    ['CRL issuer', crl.issuer],
+    ['This update', crl.thisUpdate.toISOString()],
+    ['Next update', (crl.nextUpdate?.toISOString() ?? '(none)') + stale],
+    ['CRL number', crl.crlNumber === undefined ? '(none)' : String(crl.crlNumber)],
+    ['Revoked', String(crl.revoked.length)],
+  ]);
+  return head + crl.revoked.map((r) => `  ${r.serialHex}  ${r.revokedAt.toISOString()}  ${r.reason}\n`).join('');
 }

@@ -15,6 +15,9 @@ export const ERROR_CODES = [
   'RP_CERTS_EXPIRED',
   'RP_CERTS_NOT_YET_VALID',
   'RP_CERTS_WRONG_USAGE',
+  'RP_CERTS_REVOKED',
+  'RP_CERTS_CRL_STALE',
+  'RP_CERTS_BAD_STATE',
   'RP_CERTS_EXISTS',
   'RP_CERTS_WRITE_FAILED',
   'RP_CERTS_INVALID_ARGUMENT',
@@ -104,6 +107,33 @@ export class WrongUsageError extends CertsToolError {
   override readonly name = 'WrongUsageError';
   constructor(message: string, options?: { cause?: unknown }) {
     super('RP_CERTS_WRONG_USAGE', message, options);
+  }
+}
+
+/** The certificate is on the given certificate revocation list. */
+export class RevokedError extends CertsToolError {
+  override readonly name = 'RevokedError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('RP_CERTS_REVOKED', message, options);
+  }
+}
+
+/**
+ * The CRL is past its nextUpdate date. OpenSSL (and so node:tls) then refuses every client
+ * certificate of that CA with CRL_HAS_EXPIRED, so a stale CRL shuts every client out.
+ */
+export class CrlStaleError extends CertsToolError {
+  override readonly name = 'CrlStaleError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('RP_CERTS_CRL_STALE', message, options);
+  }
+}
+
+/** The revocation list's state file beside the CA (revoked.json) is missing, unreadable or malformed. */
+export class BadStateError extends CertsToolError {
+  override readonly name = 'BadStateError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('RP_CERTS_BAD_STATE', message, options);
   }
 }
 

@@ -1,16 +1,27 @@
 /**
- * Creating the pipe's identities: a CA, server identities and client identities, signed with
- * node-forge (SHA-256). Key usages follow RFC 5280 and what OpenSSL checks for TLS:
- * the CA signs certificates only; a server certificate is for serverAuth and carries the
- * names clients dial in its subjectAltName; a client certificate is for clientAuth and its
- * CN is the name the server routes to.
+ * Creating the pipe's identities: a CA, server identities and client identities (SHA-256
+ * signatures). Key usages follow RFC 5280 and what OpenSSL checks for TLS: the CA signs
+ * certificates and CRLs only; a server certificate is for serverAuth and carries the names
+ * clients dial in its subjectAltName; a client certificate is for clientAuth and its CN is
+ * the name the server routes to.
+ *
+ * RSA keys signed by an RSA CA (the default) are signed with node-forge; anything with an EC
+ * key (`keyType: 'ec'`, or an EC CA) with @peculiar/x509 (x509-signer.ts), since node-forge
+ * handles RSA only. Both write the same profile from one {@link CertSpec}.
  */
-import { createPrivateKey, randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
+import type { KeyObject, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import forge from 'node-forge';
-import { ExpiredError, InvalidArgumentError, KeyMismatchError, NotCaError } from './errors.js';
-import { DEFAULT_KEY_BITS, checkKeyBits, generateRsaKey } from './keys.js';
+import { ExpiredError, InvalidArgumentError, KeyMismatchError, NotCaError, WrongUsageError } from './errors.js';
+import { readExtensions } from './extensions.js';
+import { DEFAULT_KEY_BITS, DEFAULT_KEY_TYPE, MAX_KEY_BITS, MIN_KEY_BITS, checkKeyBitsFor, checkKeyType, generateKey } from './keys.js';
+import type { KeyType } from './keys.js';
 import { parseCertificate, parsePrivateKey } from './pem.js';
+import type { Role } from './validate.js';
+import { oneLineName } from './validate.js';
+import { signWithX509 } from './x509-signer.js';
+import type { CertSpec, KeyUsageName } from './x509-signer.js';
 
 /** A private key and its certificate, both PEM. */
 export interface Identity {
@@ -27,8 +38,10 @@ export interface CommonOptions {
    * @default 825 for server/client identities, 3650 for a CA
    */
   days?: number;
-  /** RSA modulus length. @default 2048 */
+  /** RSA modulus length; not for EC keys. @default 2048 */
   keyBits?: number;
+  /** `'rsa'`, or `'ec'` for a P-256 key (a full TLS handshake costs the server less CPU). @default 'rsa' */
+  keyType?: KeyType;
   /** notBefore. Back-dated by default so a peer whose clock runs a little slow accepts it. @default now minus 5 minutes */
   validFrom?: Date;
 }
@@ -94,40 +107,26 @@ function cnAttribute(cn: string): forge.pki.CertificateField {
   return { name: 'commonName', value: cn, valueTagClass: forge.asn1.Type.UTF8 } as unknown as forge.pki.CertificateField;
 }
 
-function newCertificate(publicKey: forge.pki.PublicKey, commonName: string, validity: { notBefore: Date; notAfter: Date }): forge.pki.Certificate {
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = publicKey;
-  cert.serialNumber = randomSerialHex();
-  cert.validity.notBefore = validity.notBefore;
-  cert.validity.notAfter = validity.notAfter;
-  cert.setSubject([cnAttribute(commonName)]);
-  return cert;
+/** The key options, checked before anything slow: type, and a size only for RSA. */
+function resolveKeyOptions(opts: CommonOptions): { keyType: KeyType; keyBits: number | undefined } {
+  const keyType = checkKeyType(opts.keyType ?? DEFAULT_KEY_TYPE);
+  checkKeyBitsFor(keyType, opts.keyBits);
+  return { keyType, keyBits: keyType === 'rsa' ? (opts.keyBits ?? DEFAULT_KEY_BITS) : undefined };
 }
 
-/**
- * Create a self-signed CA: basicConstraints CA:TRUE (critical, pathlen 0: it signs leaf
- * identities only), keyUsage keyCertSign + cRLSign (critical), subjectKeyIdentifier.
- */
-export async function createCa(opts: CommonOptions & { commonName?: string } = {}): Promise<Identity> {
-  const commonName = checkCommonName(opts.commonName ?? DEFAULT_CA_NAME, 'CA common name');
-  const validity = resolveValidity(opts, DEFAULT_CA_DAYS);
-  const key = await generateRsaKey(opts.keyBits ?? DEFAULT_KEY_BITS);
-  const cert = newCertificate(key.publicKey, commonName, validity);
-  cert.setIssuer([cnAttribute(commonName)]);
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true },
-    { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
-    { name: 'subjectKeyIdentifier' },
-  ]);
-  cert.sign(key.privateKey, forge.md.sha256.create());
-  return { keyPem: key.privateKeyPem, certPem: forge.pki.certificateToPem(cert) };
+/** A forge RSA private key from a KeyObject (forge reads PKCS#8 PEM). */
+function forgePrivateKey(key: KeyObject): forge.pki.rsa.PrivateKey {
+  return forge.pki.privateKeyFromPem(key.export({ type: 'pkcs8', format: 'pem' }).toString());
+}
+
+function forgePublicKey(key: KeyObject): forge.pki.rsa.PublicKey {
+  return forge.pki.publicKeyFromPem(createPublicKey(key).export({ type: 'spki', format: 'pem' }).toString()) as forge.pki.rsa.PublicKey;
 }
 
 /** The parts of a CA identity needed to sign with it. */
 interface Signer {
-  cert: forge.pki.Certificate;
-  key: forge.pki.rsa.PrivateKey;
-  keyIdentifier: string;
+  certPem: string;
+  key: KeyObject;
   notAfter: Date;
 }
 
@@ -140,15 +139,11 @@ function loadSigner(ca: Identity): Signer {
   if (!native.checkPrivateKey(nativeKey)) {
     throw new KeyMismatchError('the CA key does not match the CA certificate');
   }
-  if (nativeKey.asymmetricKeyType !== 'rsa') {
-    throw new InvalidArgumentError(`signing needs an RSA CA key; this CA key is ${nativeKey.asymmetricKeyType ?? 'unknown'}`);
+  if (nativeKey.asymmetricKeyType !== 'rsa' && nativeKey.asymmetricKeyType !== 'ec') {
+    throw new InvalidArgumentError(`signing needs an RSA or EC CA key; this CA key is ${nativeKey.asymmetricKeyType ?? 'unknown'}`);
   }
-  const cert = forge.pki.certificateFromPem(native.toString());
-  // forge wants the PKCS#1 or PKCS#8 PEM of an RSA key; re-export so any RSA encoding works.
-  const key = forge.pki.privateKeyFromPem(createPrivateKey(ca.keyPem).export({ type: 'pkcs8', format: 'pem' }).toString());
-  const skiExt = cert.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | undefined;
-  const keyIdentifier = skiExt?.subjectKeyIdentifier ? forge.util.hexToBytes(skiExt.subjectKeyIdentifier) : cert.generateSubjectKeyIdentifier().getBytes();
-  return { cert, key, keyIdentifier, notAfter: new Date(native.validTo) };
+  // Sign below the first certificate only: that is the CA certificate the key belongs to.
+  return { certPem: native.toString(), key: nativeKey, notAfter: new Date(native.validTo) };
 }
 
 /**
@@ -166,9 +161,86 @@ function issuerAttributes(ca: forge.pki.Certificate): forge.pki.CertificateField
   });
 }
 
-async function createLeaf(ca: Identity, opts: CommonOptions & { commonName: string }, commonName: string, extensions: object[]): Promise<Identity> {
+/** Sign `spec` for an RSA `subjectKey` with node-forge, by an RSA `issuer` or self-signed. */
+function signWithForge(spec: CertSpec, subjectKey: KeyObject, issuer: Signer | undefined): string {
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = forgePublicKey(subjectKey);
+  cert.serialNumber = spec.serialHex;
+  cert.validity.notBefore = spec.notBefore;
+  cert.validity.notAfter = spec.notAfter;
+  cert.setSubject([cnAttribute(spec.commonName)]);
+  const keyUsage: Record<string, unknown> = { name: 'keyUsage', critical: true };
+  for (const u of spec.keyUsage) keyUsage[u] = true;
+  const extensions: object[] = [
+    spec.ca ? { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true } : { name: 'basicConstraints', cA: false, critical: true },
+    keyUsage,
+  ];
+  if (spec.extKeyUsage.length > 0) {
+    extensions.push({ name: 'extKeyUsage', ...Object.fromEntries(spec.extKeyUsage.map((u) => [u, true])) });
+  }
+  if (spec.dnsNames.length > 0 || spec.ipAddresses.length > 0) {
+    const altNames = [...spec.dnsNames.map((value) => ({ type: 2, value })), ...spec.ipAddresses.map((ip) => ({ type: 7, ip }))];
+    extensions.push({ name: 'subjectAltName', altNames });
+  }
+  extensions.push({ name: 'subjectKeyIdentifier' });
+  let signingKey = forgePrivateKey(subjectKey);
+  if (issuer) {
+    const caCert = forge.pki.certificateFromPem(issuer.certPem);
+    const skiExt = caCert.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | undefined;
+    const keyIdentifier = skiExt?.subjectKeyIdentifier ? forge.util.hexToBytes(skiExt.subjectKeyIdentifier) : caCert.generateSubjectKeyIdentifier().getBytes();
+    extensions.push({ name: 'authorityKeyIdentifier', keyIdentifier });
+    cert.setIssuer(issuerAttributes(caCert));
+    signingKey = forgePrivateKey(issuer.key);
+  } else {
+    cert.setIssuer([cnAttribute(spec.commonName)]);
+  }
+  cert.setExtensions(extensions);
+  cert.sign(signingKey, forge.md.sha256.create());
+  return forge.pki.certificateToPem(cert);
+}
+
+/** Sign with node-forge when every key involved is RSA, else with @peculiar/x509. */
+async function sign(spec: CertSpec, subjectKey: KeyObject, issuer: Signer | undefined): Promise<string> {
+  const allRsa = subjectKey.asymmetricKeyType === 'rsa' && (issuer === undefined || issuer.key.asymmetricKeyType === 'rsa');
+  return allRsa ? signWithForge(spec, subjectKey, issuer) : signWithX509(spec, subjectKey, issuer);
+}
+
+/**
+ * Create a self-signed CA: basicConstraints CA:TRUE (critical, pathlen 0: it signs leaf
+ * identities only), keyUsage keyCertSign + cRLSign (critical), subjectKeyIdentifier.
+ */
+export async function createCa(opts: CommonOptions & { commonName?: string } = {}): Promise<Identity> {
+  const commonName = checkCommonName(opts.commonName ?? DEFAULT_CA_NAME, 'CA common name');
+  const validity = resolveValidity(opts, DEFAULT_CA_DAYS);
+  const { keyType, keyBits } = resolveKeyOptions(opts);
+  const key = await generateKey(keyType, keyBits);
+  const spec: CertSpec = {
+    commonName,
+    serialHex: randomSerialHex(),
+    ...validity,
+    ca: true,
+    keyUsage: ['keyCertSign', 'cRLSign'],
+    extKeyUsage: [],
+    dnsNames: [],
+    ipAddresses: [],
+  };
+  return { keyPem: key.privateKeyPem, certPem: await sign(spec, key.privateKey, undefined) };
+}
+
+/** The keyUsage of a leaf: keyEncipherment only for an RSA server key (RSA key transport); EC keys sign only. */
+function leafKeyUsage(role: Role, keyType: KeyType): KeyUsageName[] {
+  return role === 'server' && keyType === 'rsa' ? ['digitalSignature', 'keyEncipherment'] : ['digitalSignature'];
+}
+
+async function createLeaf(
+  ca: Identity,
+  opts: CommonOptions,
+  role: Role,
+  commonName: string,
+  names: { dnsNames: string[]; ipAddresses: string[] },
+): Promise<Identity> {
   // Check the options before the CA, so a typo is reported as such.
-  checkKeyBits(opts.keyBits ?? DEFAULT_KEY_BITS);
+  const { keyType, keyBits } = resolveKeyOptions(opts);
   const validity = resolveValidity(opts, DEFAULT_LEAF_DAYS);
   const signer = loadSigner(ca);
   if (validity.notBefore.getTime() >= signer.notAfter.getTime()) {
@@ -177,17 +249,17 @@ async function createLeaf(ca: Identity, opts: CommonOptions & { commonName: stri
   if (validity.notAfter.getTime() > signer.notAfter.getTime()) {
     validity.notAfter = signer.notAfter;
   }
-  const key = await generateRsaKey(opts.keyBits ?? DEFAULT_KEY_BITS);
-  const cert = newCertificate(key.publicKey, commonName, validity);
-  cert.setIssuer(issuerAttributes(signer.cert));
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: false, critical: true },
-    ...extensions,
-    { name: 'subjectKeyIdentifier' },
-    { name: 'authorityKeyIdentifier', keyIdentifier: signer.keyIdentifier },
-  ]);
-  cert.sign(signer.key, forge.md.sha256.create());
-  return { keyPem: key.privateKeyPem, certPem: forge.pki.certificateToPem(cert) };
+  const key = await generateKey(keyType, keyBits);
+  const spec: CertSpec = {
+    commonName,
+    serialHex: randomSerialHex(),
+    ...validity,
+    ca: false,
+    keyUsage: leafKeyUsage(role, keyType),
+    extKeyUsage: [role === 'server' ? 'serverAuth' : 'clientAuth'],
+    ...names,
+  };
+  return { keyPem: key.privateKeyPem, certPem: await sign(spec, key.privateKey, signer) };
 }
 
 /** Throws unless every entry is a DNS name (a leading `*.` wildcard is allowed). */
@@ -208,10 +280,10 @@ function checkIpAddresses(addrs: readonly string[]): void {
 }
 
 /**
- * Create and sign a server identity: keyUsage digitalSignature + keyEncipherment (critical),
- * extKeyUsage serverAuth, basicConstraints CA:FALSE, subjectKeyIdentifier,
- * authorityKeyIdentifier, and a subjectAltName with every DNS name and IP address clients
- * may dial (RP_CLIENT_TARGET_HOSTNAME must be one of them).
+ * Create and sign a server identity: keyUsage digitalSignature + keyEncipherment (critical;
+ * digitalSignature only for an EC key), extKeyUsage serverAuth, basicConstraints CA:FALSE,
+ * subjectKeyIdentifier, authorityKeyIdentifier, and a subjectAltName with every DNS name and
+ * IP address clients may dial (RP_CLIENT_TARGET_HOSTNAME must be one of them).
  *
  * With no `dnsNames` and no `ipAddresses`, the SAN is the common name: `DNS:<commonName>`,
  * or `IP:<commonName>` when the common name is an IP address.
@@ -229,12 +301,7 @@ export async function createServerIdentity(
   }
   checkDnsNames(dnsNames);
   checkIpAddresses(ipAddresses);
-  const altNames = [...dnsNames.map((value) => ({ type: 2, value })), ...ipAddresses.map((ip) => ({ type: 7, ip }))];
-  return createLeaf(ca, opts, commonName, [
-    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-    { name: 'extKeyUsage', serverAuth: true },
-    { name: 'subjectAltName', altNames },
-  ]);
+  return createLeaf(ca, opts, 'server', commonName, { dnsNames, ipAddresses });
 }
 
 /**
@@ -247,8 +314,75 @@ export async function createClientIdentity(ca: Identity, opts: CommonOptions & {
   if (commonName.includes('/')) {
     throw new InvalidArgumentError(`client name must not contain "/": ${JSON.stringify(commonName)}`);
   }
-  return createLeaf(ca, opts, commonName, [
-    { name: 'keyUsage', digitalSignature: true, critical: true },
-    { name: 'extKeyUsage', clientAuth: true },
-  ]);
+  return createLeaf(ca, opts, 'client', commonName, { dnsNames: [], ipAddresses: [] });
+}
+
+/** What {@link renewIdentity} read from the old certificate and made. */
+export interface RenewedIdentity extends Identity {
+  role: Role;
+  commonName: string;
+  dnsNames: string[];
+  ipAddresses: string[];
+  keyType: KeyType;
+}
+
+/** The key type and RSA size of a certificate's key, for a renewal that keeps them. */
+function keyOf(cert: X509Certificate): { keyType: KeyType; keyBits: number | undefined } {
+  const key = cert.publicKey;
+  if (key.asymmetricKeyType === 'ec') return { keyType: 'ec', keyBits: undefined };
+  const bits = key.asymmetricKeyDetails?.modulusLength;
+  const keepBits = key.asymmetricKeyType === 'rsa' && bits !== undefined && bits >= MIN_KEY_BITS && bits <= MAX_KEY_BITS && bits % 8 === 0;
+  return { keyType: 'rsa', keyBits: keepBits ? bits : undefined };
+}
+
+/**
+ * Renew an identity from its certificate: the same CN, subject alternative names and role
+ * (serverAuth or clientAuth), with a new key, a new serial and a new validity, signed by
+ * `ca`. The key keeps the old one's type (and RSA size) unless `keyType`/`keyBits` say
+ * otherwise. `ca` may be another CA than the old certificate's: that re-issues the identity
+ * under a new CA (CA rotation). The old certificate stays valid until it expires or is
+ * revoked.
+ *
+ * @throws WrongUsageError unless the certificate is for exactly one of serverAuth and clientAuth
+ * @throws InvalidArgumentError for a CA certificate, or a subject or SAN the tool does not make
+ */
+export async function renewIdentity(ca: Identity, certPem: string, opts: CommonOptions = {}): Promise<RenewedIdentity> {
+  const old = parseCertificate(certPem, 'the certificate to renew');
+  const label = `the certificate to renew (${oneLineName(old.subject)})`;
+  const ext = readExtensions(old.raw);
+  if (old.ca || ext.isCa) {
+    throw new InvalidArgumentError(`${label} is a CA certificate; renew identities only (rotate a CA with create-ca, see docs/identities.md)`);
+  }
+  const server = ext.extKeyUsage.includes('serverAuth');
+  const client = ext.extKeyUsage.includes('clientAuth');
+  if (server === client) {
+    throw new WrongUsageError(
+      `${label} has extended key usage ${ext.extKeyUsage.join(', ') || 'none'}; it must be serverAuth or clientAuth, not both or neither`,
+    );
+  }
+  const role: Role = server ? 'server' : 'client';
+  const subject = old.subject.split('\n').filter(Boolean);
+  const cn = subject.length === 1 && subject[0]?.startsWith('CN=') ? subject[0].slice(3) : undefined;
+  if (cn === undefined) {
+    throw new InvalidArgumentError(`${label}: the tool renews certificates whose subject is one CN only`);
+  }
+  const dnsNames: string[] = [];
+  const ipAddresses: string[] = [];
+  for (const san of ext.sans) {
+    if (san.startsWith('DNS:')) dnsNames.push(san.slice(4));
+    else if (san.startsWith('IP:')) ipAddresses.push(san.slice(3));
+    else throw new InvalidArgumentError(`${label} has a subject alternative name the tool does not make: ${san}`);
+  }
+  if (role === 'client' && (dnsNames.length > 0 || ipAddresses.length > 0)) {
+    throw new InvalidArgumentError(`${label} is a client certificate with subject alternative names; the tool does not make those`);
+  }
+  const kept = keyOf(old);
+  const keyType = opts.keyType ?? kept.keyType;
+  const keyBits = opts.keyBits ?? (keyType === kept.keyType ? kept.keyBits : undefined);
+  const leafOpts: CommonOptions = { ...opts, keyType, keyBits };
+  const id =
+    role === 'server'
+      ? await createServerIdentity(ca, { ...leafOpts, commonName: cn, dnsNames, ipAddresses })
+      : await createClientIdentity(ca, { ...leafOpts, commonName: cn });
+  return { ...id, role, commonName: cn, dnsNames, ipAddresses, keyType };
 }
