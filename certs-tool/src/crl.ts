@@ -155,7 +155,8 @@ export async function createCrl(ca: Identity, revoked: readonly RevokedCertifica
     },
     webCrypto,
   );
-  return x509.PemConverter.encode(crl.rawData, 'X509 CRL');
+  // End with a newline, so CRL files can be concatenated into a bundle (`cat a b`).
+  return `${x509.PemConverter.encode(crl.rawData, 'X509 CRL').trimEnd()}\n`;
 }
 
 const REASON_NAMES = new Map<number, RevocationReason>(Object.entries(REASON_CODES).map(([name, code]) => [code, name as RevocationReason]));

@@ -148,7 +148,8 @@ export async function signWithX509(spec: CertSpec, subjectKey: KeyObject, issuer
     },
     crypto,
   );
-  return cert.toString('pem');
+  // End with a newline like node-forge's PEM, so certificate files concatenate into bundles.
+  return `${cert.toString('pem').trimEnd()}\n`;
 }
 
 /**
