@@ -360,7 +360,7 @@ describe('inspect', () => {
 
 describe('help', () => {
   it('every command has --help', { timeout: SLOW }, async () => {
-    for (const cmd of ['create-ca', 'create-server', 'create-client', 'set-identity', 'inspect']) {
+    for (const cmd of ['create-ca', 'create-server', 'create-client', 'renew', 'revoke', 'crl', 'check-crl', 'set-identity', 'inspect']) {
       const r = await run([cmd, '--help']);
       expect(r.code, cmd).toBe(0);
       expect(r.io.out()).toMatch(new RegExp(`^Usage: restpipe-certs ${cmd}`));
@@ -373,7 +373,7 @@ describe('help', () => {
     const none = await run([]);
     expect(none.code).toBe(2);
     expect(none.io.err()).toBe(
-      "restpipe-certs: RP_CERTS_USAGE: give a command: create-ca, create-server, create-client, set-identity, inspect (see 'restpipe-certs --help')\n",
+      "restpipe-certs: RP_CERTS_USAGE: give a command: create-ca, create-server, create-client, renew, revoke, crl, check-crl, set-identity, inspect (see 'restpipe-certs --help')\n",
     );
   });
 });
