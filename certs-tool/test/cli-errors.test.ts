@@ -228,7 +228,13 @@ const cases: Case[] = [
   },
   { what: 'a client name with a slash', code: 'RP_CERTS_INVALID_ARGUMENT', exit: 2, args: () => ['create-client', '--name', 'a/b', '--ca-dir', i('ids')] },
   { what: 'an unknown key type', code: 'RP_CERTS_INVALID_ARGUMENT', exit: 2, args: () => ['create-ca', '--key-type', 'dsa'], fragment: /rsa or ec/ },
-  { what: 'a key size for an EC key', code: 'RP_CERTS_INVALID_ARGUMENT', exit: 2, args: () => ['create-ca', '--key-type', 'ec', '--bits', '2048'], fragment: /RSA keys only/ },
+  {
+    what: 'a key size for an EC key',
+    code: 'RP_CERTS_INVALID_ARGUMENT',
+    exit: 2,
+    args: () => ['create-ca', '--key-type', 'ec', '--bits', '2048'],
+    fragment: /RSA keys only/,
+  },
   // revoke and crl
   {
     what: 'revoke of a certificate from another CA',
@@ -237,19 +243,68 @@ const cases: Case[] = [
     args: () => ['revoke', '--cert', i('other/branch-01.crt.pem'), '--ca-dir', i('ids')],
     fragment: /not issued by this CA/,
   },
-  { what: 'revoke of the CA certificate', code: 'RP_CERTS_INVALID_ARGUMENT', exit: 2, args: () => ['revoke', '--cert', i('ids/ca.crt.pem'), '--ca-dir', i('ids')] },
+  {
+    what: 'revoke of the CA certificate',
+    code: 'RP_CERTS_INVALID_ARGUMENT',
+    exit: 2,
+    args: () => ['revoke', '--cert', i('ids/ca.crt.pem'), '--ca-dir', i('ids')],
+  },
   { what: 'revoke with --cert and --serial', code: 'RP_CERTS_USAGE', exit: 2, args: () => ['revoke', '--cert', 'x', '--serial', '01', '--ca-dir', i('ids')] },
-  { what: 'revoke of a malformed serial', code: 'RP_CERTS_INVALID_ARGUMENT', exit: 2, args: () => ['revoke', '--serial', 'xyz', '--ca-dir', i('ids')], fragment: /hex digits/ },
-  { what: 'revoke with an unknown reason', code: 'RP_CERTS_INVALID_ARGUMENT', exit: 2, args: () => ['revoke', '--serial', '01', '--reason', 'bored', '--ca-dir', i('ids')] },
-  { what: 'revoke with a next update of 0 days', code: 'RP_CERTS_USAGE', exit: 2, args: () => ['revoke', '--serial', '01', '--next-update-days', '0', '--ca-dir', i('ids')] },
-  { what: 'revoke with a next update over a year', code: 'RP_CERTS_INVALID_ARGUMENT', exit: 2, args: () => ['revoke', '--serial', '01', '--next-update-days', '400', '--ca-dir', i('ids')] },
-  { what: 'revoke with a corrupt revoked.json', code: 'RP_CERTS_BAD_STATE', exit: 1, args: () => ['revoke', '--serial', '01', '--ca-dir', i('bad-state')], fragment: /not valid JSON/ },
+  {
+    what: 'revoke of a malformed serial',
+    code: 'RP_CERTS_INVALID_ARGUMENT',
+    exit: 2,
+    args: () => ['revoke', '--serial', 'xyz', '--ca-dir', i('ids')],
+    fragment: /hex digits/,
+  },
+  {
+    what: 'revoke with an unknown reason',
+    code: 'RP_CERTS_INVALID_ARGUMENT',
+    exit: 2,
+    args: () => ['revoke', '--serial', '01', '--reason', 'bored', '--ca-dir', i('ids')],
+  },
+  {
+    what: 'revoke with a next update of 0 days',
+    code: 'RP_CERTS_USAGE',
+    exit: 2,
+    args: () => ['revoke', '--serial', '01', '--next-update-days', '0', '--ca-dir', i('ids')],
+  },
+  {
+    what: 'revoke with a next update over a year',
+    code: 'RP_CERTS_INVALID_ARGUMENT',
+    exit: 2,
+    args: () => ['revoke', '--serial', '01', '--next-update-days', '400', '--ca-dir', i('ids')],
+  },
+  {
+    what: 'revoke with a corrupt revoked.json',
+    code: 'RP_CERTS_BAD_STATE',
+    exit: 1,
+    args: () => ['revoke', '--serial', '01', '--ca-dir', i('bad-state')],
+    fragment: /not valid JSON/,
+  },
   { what: 'crl without a CA', code: 'RP_CERTS_MISSING_FILE', exit: 1, args: () => ['crl'] },
-  { what: 'crl signed with a leaf certificate', code: 'RP_CERTS_NOT_CA', exit: 1, args: () => ['crl', '--ca-key', i('ids/server.key.pem'), '--ca-cert', i('ids/server.crt.pem')] },
+  {
+    what: 'crl signed with a leaf certificate',
+    code: 'RP_CERTS_NOT_CA',
+    exit: 1,
+    args: () => ['crl', '--ca-key', i('ids/server.key.pem'), '--ca-cert', i('ids/server.crt.pem')],
+  },
   // check-crl
-  { what: 'check-crl of a stale CRL', code: 'RP_CERTS_CRL_STALE', exit: 1, args: () => ['check-crl', '--crl', i('stale.crl.pem'), '--ca', i('ids/ca.crt.pem')], fragment: /stale/ },
+  {
+    what: 'check-crl of a stale CRL',
+    code: 'RP_CERTS_CRL_STALE',
+    exit: 1,
+    args: () => ['check-crl', '--crl', i('stale.crl.pem'), '--ca', i('ids/ca.crt.pem')],
+    fragment: /stale/,
+  },
   { what: 'check-crl of another CA', code: 'RP_CERTS_WRONG_CA', exit: 1, args: () => ['check-crl', '--crl', i('other/crl.pem'), '--ca', i('ids/ca.crt.pem')] },
-  { what: 'check-crl of a certificate', code: 'RP_CERTS_NOT_PEM', exit: 1, args: () => ['check-crl', '--crl', i('ids/ca.crt.pem'), '--ca', i('ids/ca.crt.pem')], fragment: /not a PEM CRL/ },
+  {
+    what: 'check-crl of a certificate',
+    code: 'RP_CERTS_NOT_PEM',
+    exit: 1,
+    args: () => ['check-crl', '--crl', i('ids/ca.crt.pem'), '--ca', i('ids/ca.crt.pem')],
+    fragment: /not a PEM CRL/,
+  },
   // set-identity --crl
   {
     what: 'a CRL revoking the server certificate',
@@ -269,11 +324,21 @@ const cases: Case[] = [
     exit: 1,
     args: (dir) => [...setIdentity('server', 'ids/server.key.pem', 'ids/server.crt.pem')(join(dir, 'node')), '--crl', i('junk.txt')],
   },
-  { what: 'a CRL alone with no identity installed', code: 'RP_CERTS_MISSING_FILE', exit: 1, args: (dir) => ['set-identity', 'server', '--crl', i('rev/crl.pem'), '--dir', join(dir, 'node')] },
+  {
+    what: 'a CRL alone with no identity installed',
+    code: 'RP_CERTS_MISSING_FILE',
+    exit: 1,
+    args: (dir) => ['set-identity', 'server', '--crl', i('rev/crl.pem'), '--dir', join(dir, 'node')],
+  },
   { what: 'inspect with a non-PEM --crl', code: 'RP_CERTS_NOT_PEM', exit: 1, args: () => ['inspect', '--crl', i('junk.txt'), i('ids/ca.crt.pem')] },
   // renew
   { what: 'renew without --cert', code: 'RP_CERTS_USAGE', exit: 2, args: () => ['renew', '--ca-dir', i('ids')], fragment: /--cert is required/ },
-  { what: 'renew of a CA certificate', code: 'RP_CERTS_INVALID_ARGUMENT', exit: 2, args: (dir) => ['renew', '--cert', i('ids/ca.crt.pem'), '--ca-dir', i('ids'), '--out', dir] },
+  {
+    what: 'renew of a CA certificate',
+    code: 'RP_CERTS_INVALID_ARGUMENT',
+    exit: 2,
+    args: (dir) => ['renew', '--cert', i('ids/ca.crt.pem'), '--ca-dir', i('ids'), '--out', dir],
+  },
   { what: 'renew over the existing files', code: 'RP_CERTS_EXISTS', exit: 1, args: () => ['renew', '--cert', i('ids/branch-01.crt.pem')], fragment: /--force/ },
 ];
 

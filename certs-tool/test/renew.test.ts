@@ -47,7 +47,9 @@ describe('restpipe-certs renew', () => {
 
     const io2 = captureIo(dir, {});
     expect(await main(['renew', '--cert', 'server.crt.pem', '--days', '90', '--force'], io2), io2.err()).toBe(0);
-    expect(io2.out()).toMatch(/^renewed server identity "pipe\.test" \(DNS:pipe\.test, DNS:localhost, IP:127\.0\.0\.1, IP:::1\): serial [0-9A-F]+, RSA 2048 bits/);
+    expect(io2.out()).toMatch(
+      /^renewed server identity "pipe\.test" \(DNS:pipe\.test, DNS:localhost, IP:127\.0\.0\.1, IP:::1\): serial [0-9A-F]+, RSA 2048 bits/,
+    );
     expect(io2.out()).toMatch(/revoke --serial [0-9A-F]+ --reason superseded/);
 
     const renewed = join(dir, 'server.crt.pem');
