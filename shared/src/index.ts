@@ -109,7 +109,22 @@ export {
   type SettingHelp,
   type LogLevel,
 } from './settings.js';
-export { nullStats, type Stats } from './stats.js';
+export { nullStats, teeStats, type Stats } from './stats.js';
+export {
+  PrometheusStats,
+  registerMetricsRoute,
+  METRIC_MAPPINGS,
+  UNMAPPED_FAMILY,
+  METRICS_PATH,
+  METRICS_CONTENT_TYPE,
+  DURATION_BUCKETS_S,
+  LABEL_CAPS,
+  OTHER_LABEL_VALUE,
+  labelOf,
+  type MetricMapping,
+  type MetricType,
+  type PrometheusStatsOptions,
+} from './prometheus.js';
 export { createStatsd, STATSD_FLUSH_INTERVAL_MS, type StatsdOptions } from './statsd.js';
 export { CountingStats } from './counting-stats.js';
 export { selectClients, type FanOutEntry } from './fan-out.js';

@@ -22,3 +22,29 @@ export const nullStats: Stats = Object.freeze({
   timing() {},
   close: async () => {},
 });
+
+/**
+ * Sends every metric to both sinks (statsd and Prometheus); `close` closes
+ * both. A `nullStats` side is left out, so one sink costs no extra call.
+ */
+export function teeStats(a: Stats, b: Stats): Stats {
+  if (b === nullStats) return a;
+  if (a === nullStats) return b;
+  return {
+    increment(name, value) {
+      a.increment(name, value);
+      b.increment(name, value);
+    },
+    gauge(name, value) {
+      a.gauge(name, value);
+      b.gauge(name, value);
+    },
+    timing(name, ms) {
+      a.timing(name, ms);
+      b.timing(name, ms);
+    },
+    close: async () => {
+      await Promise.all([a.close(), b.close()]);
+    },
+  };
+}
