@@ -15,7 +15,8 @@ import { createGateway, listenGateway, type GatewayAddress, type GatewayOptions 
 import type { EventHandler, PeerInfo } from './handler.js';
 import { createLogger, type Logger } from './logger.js';
 import { MessageExchange, type PipeRole } from './message-exchange.js';
-import { nullStats, type Stats } from './stats.js';
+import { PrometheusStats, registerMetricsRoute } from './prometheus.js';
+import { nullStats, teeStats, type Stats } from './stats.js';
 import { loadIdentity, type IdentityFileNames, type TlsIdentity } from './tls.js';
 
 /** The settings the kit reads: the common ones, the identity folder and the gateway address. */
@@ -48,8 +49,10 @@ export class NodeKit {
   readonly side: PipeRole;
   readonly config: NodeKitConfig;
   readonly log: Logger;
-  /** Counts for `/_restpipe/status`, forwarding to the sink given (statsd or none). */
+  /** Counts for `/_restpipe/status`, forwarding to the sink given (statsd or none) and to `prometheus`. */
   readonly stats: CountingStats;
+  /** What `GET /_restpipe/metrics` answers; undefined with `RP_PROMETHEUS=0`. */
+  readonly prometheus: PrometheusStats | undefined;
   readonly dispatcher: Dispatcher;
   readonly identity: TlsIdentity;
   readonly startedAt = Date.now();
@@ -58,7 +61,8 @@ export class NodeKit {
     this.side = opts.side;
     this.config = opts.config;
     this.log = opts.log ?? createLogger(`restpipe-${opts.side}`, opts.config.logLevel);
-    this.stats = new CountingStats(opts.stats ?? nullStats);
+    this.prometheus = opts.config.prometheus === '1' ? new PrometheusStats({ side: opts.side }) : undefined;
+    this.stats = new CountingStats(teeStats(opts.stats ?? nullStats, this.prometheus ?? nullStats));
     this.dispatcher = new Dispatcher(opts.handler);
     this.identity = opts.identity ?? loadIdentity(opts.config.certPath, opts.identityFiles, opts.certPathVariable);
   }
@@ -74,6 +78,10 @@ export class NodeKit {
       defaultDeadlineMs: this.config.requestTimeoutMs,
       maxDeadlineMs: this.config.maxRequestTimeoutMs,
       ...opts,
+      routes: (app) => {
+        if (this.prometheus) registerMetricsRoute(app, this.prometheus);
+        opts.routes?.(app);
+      },
     });
   }
 

@@ -119,6 +119,7 @@ export const SETTINGS = [
   { name: 'RP_STATSD_HOST', nodes: 'both', field: 'statsd.host', type: 'host', default: 'localhost', empty: 'disables', doc: 'statsd host; empty disables statsd' },
   { name: 'RP_STATSD_PORT', nodes: 'both', field: 'statsd.port', type: 'int', default: 8125, min: 1, max: 65535, empty: 'disables', doc: 'statsd port; empty disables statsd' },
   { name: 'RP_STATSD_PREFIX', nodes: 'both', field: 'statsd.prefix', type: 'string', default: 'restpipe.', empty: 'keep', check: metricPrefixProblem, doc: 'prefix of every metric name' },
+  { name: 'RP_PROMETHEUS', nodes: 'both', field: 'prometheus', type: 'enum', default: '1', values: ['1', '0'], doc: '`1`: the gateway answers Prometheus scrapes at `GET /_restpipe/metrics`; `0`: it does not (404)' },
   { name: 'RP_LOG_LEVEL', nodes: 'both', field: 'logLevel', type: 'enum', default: 'info', values: LOG_LEVELS, doc: '`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`' },
   { name: 'DEBUG', nodes: 'both', field: 'debug', type: 'flag', doc: "`1` (or `true`/`yes`/`on`): logs at level `debug` (connections, state changes, frames); other values (such as the debug package's `express:*`) are ignored" },
 ] as const satisfies readonly Setting[];
