@@ -82,6 +82,7 @@ export const METRIC_MAPPINGS: readonly MetricMapping[] = [
   { statsd: 'requests.deadline_exceeded', type: 'counter', family: 'restpipe_requests_deadline_exceeded_total', nodes: 'both', help: 'requests sent that got no reply within their deadline' },
   { statsd: 'replies.unmatched', type: 'counter', family: 'restpipe_replies_unmatched_total', nodes: 'both', help: 'replies for requests no longer pending (late after a deadline or cancel)' },
   { statsd: 'replies.late', type: 'counter', family: 'restpipe_replies_late_total', nodes: 'both', help: 'results dropped because the request deadline had passed' },
+  { statsd: 'requests.overloaded', type: 'counter', family: 'restpipe_requests_overloaded_total', nodes: 'both', help: "requests refused for RP_MAX_IN_FLIGHT: by this side's gateway before sending (503 / 247, Retry-After), or by this side as the handler's (247 to the peer)" },
   { statsd: 'chunks.unmatched', type: 'counter', family: 'restpipe_chunks_unmatched_total', nodes: 'both', help: 'body chunks for streams no longer open (late after a cancel)' },
   { statsd: 'notifications.sent', type: 'counter', family: 'restpipe_notifications_sent_total', nodes: 'both', help: 'fire-and-forget events sent (Prefer: respond-async)' },
   { statsd: 'notifications.failed', type: 'counter', family: 'restpipe_notifications_failed_total', nodes: 'both', help: 'notifications handled here whose handler answered a non-zero code' },
