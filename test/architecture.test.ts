@@ -5,7 +5,7 @@
  * every error and event code is documented in the README as the registry
  * has it, and every error class follows the registry.
  */
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as shared from '@restpipe/shared';
@@ -22,10 +22,13 @@ const ALLOWED: Record<string, string[]> = {
   client: ['proto', 'shared'],
   'certs-tool': [],
   caller: [],
+  // The restpipe package: the executables only (bin wrappers, no src of its own).
+  cli: ['server', 'client', 'certs-tool'],
 };
 
 function sourceFiles(dir: string): string[] {
   const out: string[] = [];
+  if (!existsSync(dir)) return out;
   for (const entry of readdirSync(dir)) {
     const path = join(dir, entry);
     if (statSync(path).isDirectory()) out.push(...sourceFiles(path));

@@ -596,12 +596,12 @@ describe('start scripts', () => {
 
 describe('deploy/systemd units', () => {
   for (const site of SITES) {
-    it(`${site.unit} runs the prod script with its environment file, restarts, and outlasts the drain`, () => {
+    it(`${site.unit} runs the installed executable with its environment file, restarts, and outlasts the drain`, () => {
       const unit = read(`deploy/systemd/${site.unit}`);
       const value = (key: string) => [...unit.matchAll(new RegExp(`^${key}=(.*)$`, 'gm'))].map((m) => m[1]);
       const role = site.unit.includes('server') ? 'server' : 'client';
       expect(value('EnvironmentFile')).toEqual([`/etc/restpipe/${role}.env`]);
-      expect(value('ExecStart')).toEqual([`/opt/restpipe/scripts/start-${role}-prod.sh /etc/restpipe/${role}.env`]);
+      expect(value('ExecStart')).toEqual([`/opt/restpipe/node_modules/.bin/restpipe-${role}`]);
       expect(value('User')).toEqual(['restpipe']);
       expect(value('Restart')).toEqual(['always']);
       expect(value('KillSignal')).toEqual(['SIGTERM']);
