@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import { isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError } from './errors.js';
-import type { GatewayAddress } from './gateway.js';
+import type { GatewayAddress } from './gateway-listen.js';
 import { type NodeName, type Setting, type SettingFields, type SettingNodes, type SettingValues, settingsOf, TRUE_WORDS } from './settings.js';
 
 export type EnvSource = Readonly<Record<string, string | undefined>>;

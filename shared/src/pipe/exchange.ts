@@ -6,21 +6,12 @@
  * ids, the outgoing and incoming calls, the stream table, and one deadline
  * sweep. The exchange holds the one state machine, routes each frame to its
  * part, and on close fails every part once.
- *
- *   handshaking ──hello──► open ──GoAway received──► peer-leaving
- *        │                  │ drain()/goAway()           │ drain()/goAway()
- *        │                  ▼                            ▼
- *        └─────────────► draining ◄──────────────────────┘
- *   any state ──close()──► closed
- *
- * New requests go out in handshaking and open; the peer's requests are
- * handled in every state but draining (then they answer 246).
+ * The states and their moves are in exchange-state.ts.
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import {
   FrameDecoder,
-  PROTOCOL_VERSION,
   type Cancel,
   type Chunk,
   type Credit,
@@ -34,13 +25,15 @@ import {
   type Request,
 } from '@restpipe/proto';
 import type { Logger } from 'pino';
-import type { CommonConfig } from '../config.js';
 import type { Dispatcher } from '../dispatcher.js';
 import { PipeBrokenError, ProtocolError, RestPipeError, ShuttingDownError } from '../errors.js';
 import { EventCode } from '../event-codes.js';
 import type { PeerInfo } from '../handler.js';
 import type { Stats } from '../stats.js';
 import { DeadlineSweep } from './deadline-sweep.js';
+import { ourHello, peerTerms } from './handshake.js';
+import { type ExchangeState, nextState } from './exchange-state.js';
+import type { PipeLimits } from './limits.js';
 import { FrameWriter } from './frame-writer.js';
 import { Heartbeat } from './heartbeat.js';
 import { IncomingCalls } from './incoming-calls.js';
@@ -49,13 +42,6 @@ import type { InFlight, Pipe } from './pipe.js';
 import { RequestIds, type PipeRole } from './request-ids.js';
 import { StreamTable } from './stream-table.js';
 import { describeFrame } from './trace.js';
-
-/** The settings an exchange works within. */
-export type PipeLimits = Pick<
-  CommonConfig,
-  'maxFrameBytes' | 'maxBodyBytes' | 'streamChunkBytes' | 'streamWindowBytes' | 'streamConnectionBufferBytes' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs'
-> &
-  Partial<Pick<CommonConfig, 'maxInFlight'>>;
 
 export interface MessageExchangeOptions {
   socket: Duplex;
@@ -72,26 +58,6 @@ export interface MessageExchangeOptions {
   now?: () => number;
 }
 
-export type ExchangeState = 'handshaking' | 'open' | 'peer-leaving' | 'draining' | 'closed';
-
-/** The moves the state machine allows; `transition()` refuses any other. */
-const TRANSITIONS: Readonly<Record<ExchangeState, readonly ExchangeState[]>> = {
-  handshaking: ['open', 'peer-leaving', 'draining', 'closed'],
-  open: ['peer-leaving', 'draining', 'closed'],
-  'peer-leaving': ['draining', 'closed'],
-  draining: ['closed'],
-  closed: [],
-};
-
-/** The data of a chunk frame decoded whole. */
-function wholeData(frame: Frame): Buffer {
-  const data = (frame.chunk as Chunk).data;
-  return Buffer.isBuffer(data) ? data : Buffer.from(data);
-}
-
-/** Capability sent in Hello: this side can send and receive streamed bodies. */
-const STREAM_CAPABILITY = 'stream';
-
 /** Default of `RP_MAX_IN_FLIGHT`. */
 const DEFAULT_MAX_IN_FLIGHT = 10_000;
 
@@ -103,6 +69,8 @@ export interface MessageExchangeEvents {
   /** The stream is gone; everything in flight has failed. */
   close: [err: Error | undefined];
 }
+
+export type { ExchangeState, PipeLimits };
 
 export class MessageExchange extends EventEmitter<MessageExchangeEvents> implements Pipe {
   readonly peer: PeerInfo;
@@ -143,44 +111,24 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> impleme
     const closed = () => this._state === 'closed';
     const settled = () => this.checkIdle();
     const peerStreams = () => this.peerStreams;
-    this.writer = new FrameWriter({
-      socket: opts.socket,
-      stats: opts.stats,
-      log: opts.log,
-      peerName: opts.peer.name,
-      connectionBufferBytes: limits.streamConnectionBufferBytes,
-    });
+    const { socket, stats, log } = opts;
+    this.writer = new FrameWriter({ socket, stats, log, peerName: opts.peer.name, connectionBufferBytes: limits.streamConnectionBufferBytes });
     this.sweep = new DeadlineSweep(now);
     this.ids = new RequestIds(opts.role);
+    const { writer, sweep } = this;
+    const chunkBytes = limits.streamChunkBytes;
     this.streams = new StreamTable({
-      writer: this.writer,
+      writer,
       windowBytes: limits.streamWindowBytes,
-      chunkBytes: limits.streamChunkBytes,
+      chunkBytes,
       onSent: (id) => this.outgoing.progressed(id),
       closed,
       settled,
     });
-    const common = {
-      writer: this.writer,
-      streams: this.streams,
-      sweep: this.sweep,
-      stats: opts.stats,
-      log: opts.log,
-      now,
-      maxInFlight,
-      peerStreams,
-      closed,
-      settled,
-    };
-    this.outgoing = new OutgoingCalls({ ...common, ids: this.ids, peerName: opts.peer.name, chunkBytes: limits.streamChunkBytes });
-    this.incoming = new IncomingCalls({
-      ...common,
-      dispatcher: opts.dispatcher,
-      peer: opts.peer,
-      maxBodyBytes: limits.maxBodyBytes,
-      chunkBytes: limits.streamChunkBytes,
-      draining: () => this._state === 'draining',
-    });
+    const common = { writer, streams: this.streams, sweep, stats, log, now, maxInFlight, peerStreams, closed, settled };
+    this.outgoing = new OutgoingCalls({ ...common, ids: this.ids, peerName: opts.peer.name, chunkBytes });
+    const draining = () => this._state === 'draining';
+    this.incoming = new IncomingCalls({ ...common, dispatcher: opts.dispatcher, peer: opts.peer, maxBodyBytes: limits.maxBodyBytes, chunkBytes, draining });
     this.heartbeat = new Heartbeat({
       intervalMs: limits.heartbeatIntervalMs,
       timeoutMs: limits.heartbeatTimeoutMs,
@@ -199,15 +147,7 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> impleme
     this.socket.on('error', (err: Error) => this.close(new PipeBrokenError(`pipe error: ${err.message}`, { cause: err })));
     this.socket.on('close', () => this.close(this.closeError ?? new PipeBrokenError('the pipe closed')));
     this.socket.on('end', () => this.socket.end());
-    this.writer.send({
-      hello: {
-        version: PROTOCOL_VERSION,
-        capabilities: [STREAM_CAPABILITY],
-        agent: opts.agent ?? 'restpipe-node',
-        maxFrameBytes: limits.maxFrameBytes,
-        initialWindowBytes: limits.streamWindowBytes,
-      },
-    });
+    this.writer.send({ hello: ourHello(limits, opts.agent) });
   }
 
   get state(): ExchangeState {
@@ -342,11 +282,12 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> impleme
 
   private transition(to: ExchangeState): void {
     const from = this._state;
-    if (!TRANSITIONS[from].includes(to)) {
+    try {
+      this._state = nextState(from, to);
+    } catch (err) {
       this.log.error({ peer: this.peer.name, from, to }, 'illegal exchange state transition');
-      throw new Error(`illegal exchange state transition ${from} → ${to}`);
+      throw err;
     }
-    this._state = to;
     if (this.traceFrames) this.log.debug({ peer: this.peer.name, from, to }, 'exchange state');
   }
 
@@ -387,16 +328,11 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> impleme
     if (this.peerHello === undefined && frame.kind !== 'hello') throw new ProtocolError(`expected hello, got ${frame.kind}`);
     switch (frame.kind) {
       case 'chunk': {
-        const chunk = frame.chunk as unknown as PartedChunk;
-        const { id } = chunk;
+        const chunk = frame.chunk as Chunk | PartedChunk;
         // The handler's deadline, like the requester's, counts from the body's last chunk.
-        if (this.ids.isPeerId(id)) this.incoming.progressed(id);
-        // Chunk data comes as the socket-buffer slices it arrived in (`chunkParts`), or as one Buffer.
-        const delivered = chunk.parts
-          ? this.streams.receive(id, chunk.parts, chunk.bytes, chunk.end)
-          : this.streams.receive(id, wholeData(frame), wholeData(frame).length, chunk.end);
+        if (this.ids.isPeerId(chunk.id)) this.incoming.progressed(chunk.id);
         // Normal after a cancel: chunks already on the wire arrive late.
-        if (!delivered) this.stats.increment('chunks.unmatched');
+        if (!this.streams.receiveChunk(chunk)) this.stats.increment('chunks.unmatched');
         return;
       }
       case 'credit': {
@@ -438,13 +374,11 @@ export class MessageExchange extends EventEmitter<MessageExchangeEvents> impleme
 
   private onHello(hello: Hello): void {
     if (this.peerHello !== undefined) throw new ProtocolError('a second hello');
-    if (hello.version !== PROTOCOL_VERSION) {
-      throw new ProtocolError(`the peer speaks protocol version ${hello.version}, this node ${PROTOCOL_VERSION}`);
-    }
+    const terms = peerTerms(hello);
     this.peerHello = hello;
-    if (hello.maxFrameBytes > 0) this.writer.maxFrameBytes = hello.maxFrameBytes;
-    this.peerStreams = hello.capabilities.includes(STREAM_CAPABILITY) && hello.initialWindowBytes > 0;
-    this.streams.peerWindowBytes = hello.initialWindowBytes;
+    if (terms.maxFrameBytes > 0) this.writer.maxFrameBytes = terms.maxFrameBytes;
+    this.peerStreams = terms.streams;
+    this.streams.peerWindowBytes = terms.windowBytes;
     this.log.debug({ peer: this.peer.name, agent: hello.agent, version: hello.version }, 'peer said hello');
     if (this._state === 'handshaking') this.transition('open');
     this.emit('ready');

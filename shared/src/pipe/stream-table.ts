@@ -6,6 +6,7 @@
  * serves requests and replies both ways.
  */
 import type { Readable } from 'node:stream';
+import type { Chunk, PartedChunk } from '@restpipe/proto';
 import type { FrameWriter } from './frame-writer.js';
 import { InboundStream, OutboundStream, type StreamIO } from './streams.js';
 
@@ -95,11 +96,20 @@ export class StreamTable {
     return stream.pump(body);
   }
 
-  /** A Chunk frame; false when no stream is open under its id (late after a cancel). */
-  receive(id: number, data: Buffer | readonly Buffer[], bytes: number, end: boolean): boolean {
-    const stream = this.inbound.get(id);
+  /**
+   * A Chunk frame, its data as the socket-buffer slices it arrived in
+   * (FrameDecoder `chunkParts`) or as one Buffer; false when no stream is
+   * open under its id (late after a cancel).
+   */
+  receiveChunk(chunk: Chunk | PartedChunk): boolean {
+    const stream = this.inbound.get(chunk.id);
     if (!stream) return false;
-    stream.receive(data, bytes, end);
+    if ('parts' in chunk && chunk.parts) {
+      stream.receive(chunk.parts, chunk.bytes, chunk.end);
+    } else {
+      const data = Buffer.isBuffer(chunk.data) ? chunk.data : Buffer.from(chunk.data as Uint8Array);
+      stream.receive(data, data.length, chunk.end);
+    }
     return true;
   }
 
