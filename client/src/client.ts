@@ -23,6 +23,7 @@ import {
 import type { FastifyInstance } from 'fastify';
 import { Backoff } from './backoff.js';
 import { CLIENT_IDENTITY_FILES, type ClientConfig } from './config.js';
+import { registerClientDashboard } from './dashboard.js';
 import { ClientConnectionStateEvents, ClientExampleHandler, type ClientEventHandler } from './handler.js';
 
 export interface ClientOptions {
@@ -102,6 +103,7 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
                 const status = this.status();
                 return reply.code(status.pipe === 'up' ? 200 : 503).send(status);
               });
+              registerClientDashboard(app, this);
             },
             resolvePeer: (_name, deadlineMs, caller) => {
               const exchange = this._exchange;

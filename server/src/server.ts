@@ -10,6 +10,7 @@ import { NodeKit, ShuttingDownError, UnknownClientError, type Logger, type Messa
 import type { FastifyInstance } from 'fastify';
 import { acceptClient, refuseHandshake } from './accept.js';
 import { SERVER_IDENTITY_FILES, type ServerConfig } from './config.js';
+import { registerDashboardRoutes } from './dashboard/routes.js';
 import { ServerConnectionStateEvents, ServerExampleHandler, type ServerEventHandler } from './handler.js';
 import { LocalClientRegistry, type ClientRegistry } from './registry.js';
 import { registerServerStatusRoutes, type ServerEvents } from './status-routes.js';
@@ -81,7 +82,10 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
         : this.kit.createGateway({
             resolvePeer: (name) => this.exchangeFor(name ?? ''),
             peerNames: () => [...this.registry.entries()].filter(([, ex]) => ex.ready).map(([name]) => name),
-            routes: (app) => registerServerStatusRoutes(app, this),
+            routes: (app) => {
+              registerServerStatusRoutes(app, this);
+              registerDashboardRoutes(app, this);
+            },
           });
   }
 
