@@ -313,6 +313,12 @@ describe('the packed packages, installed outside the checkout', () => {
     expect(toClient.json()).toEqual({ hello: 'world' });
     // The example handlers are not what runs.
     expect((await http('GET', `http://127.0.0.1:${clientGatewayPort}/server/time`)).code).toBe(255);
+    // The dashboard pages ship in the packages.
+    for (const port of [serverGatewayPort, clientGatewayPort]) {
+      const page = await http('GET', `http://127.0.0.1:${port}/_restpipe/ui`);
+      expect(page.status, page.text).toBe(200);
+      expect(page.headers['content-type']).toMatch(/text\/html/);
+    }
 
     // The installed caller, from a module in the project.
     await writeFile(

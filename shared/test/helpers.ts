@@ -4,7 +4,8 @@
  * sink that counts.
  */
 import { pino } from 'pino';
-import { Dispatcher, EventHandler, MessageExchange, duplexPair, type PipeLimits, type Stats } from '@restpipe/shared';
+import { Dispatcher, EventHandler, MessageExchange, duplexPair, type PipeLimits } from '@restpipe/shared';
+import { CountingStats as CountingSink } from '../../test/helpers/counting-stats.js';
 
 export const LIMITS: PipeLimits = {
   maxFrameBytes: 1024 * 1024,
@@ -25,18 +26,8 @@ export class ManualClock {
   }
 }
 
-export class CountingSink implements Stats {
-  readonly counters = new Map<string, number>();
-  increment(name: string, value = 1): void {
-    this.counters.set(name, (this.counters.get(name) ?? 0) + value);
-  }
-  gauge(): void {}
-  timing(): void {}
-  async close(): Promise<void> {}
-  count(name: string): number {
-    return this.counters.get(name) ?? 0;
-  }
-}
+/** The test-wide counting sink, under the name these tests use. */
+export { CountingStats as CountingSink } from '../../test/helpers/counting-stats.js';
 
 export interface ExchangePair {
   client: MessageExchange;

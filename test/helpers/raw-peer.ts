@@ -8,9 +8,10 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { FrameDecoder, PROTOCOL_VERSION, encodeFrame, type Frame, type FrameInit } from '@restpipe/proto';
 import { RestPipeServer, loadServerConfig, type ServerEventHandler } from '@restpipe/server';
-import type { Stats, TlsIdentity } from '@restpipe/shared';
+import type { TlsIdentity } from '@restpipe/shared';
 import { pino } from 'pino';
 import { testPki } from './identities.js';
+import { CountingStats } from './counting-stats.js';
 import { TEST_ENV, onClose, waitFor } from './pipe.js';
 
 /** One pino line, parsed. */
@@ -32,19 +33,7 @@ export class LogCapture {
   }
 }
 
-/** A stats sink that counts. */
-export class CountingStats implements Stats {
-  readonly counters = new Map<string, number>();
-  increment(name: string, value = 1): void {
-    this.counters.set(name, (this.counters.get(name) ?? 0) + value);
-  }
-  gauge(): void {}
-  timing(): void {}
-  async close(): Promise<void> {}
-  count(name: string): number {
-    return this.counters.get(name) ?? 0;
-  }
-}
+export { CountingStats } from './counting-stats.js';
 
 export interface LoggedServer {
   server: RestPipeServer;
