@@ -111,7 +111,7 @@ Typical use:
   ${PROG} set-identity server --key restpipe-identities/server.key.pem \\
       --cert restpipe-identities/server.crt.pem --ca restpipe-identities/ca.crt.pem
 
-Run '${PROG} <command> --help' for a command's options.
+Run '${PROG} <command> --help' for a command's options; '${PROG} --version' prints the version.
 Exit codes: 0 success, 1 invalid input or failed write, 2 usage error.
 Errors are one line on stderr: ${PROG}: RP_CERTS_<CODE>: <message>
 `;
@@ -844,7 +844,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
       return 0;
     }
     if (first === '--version' || first === '-V') {
-      io.stdout.write(`${await version()}\n`);
+      io.stdout.write(`${PROG} ${await version()}\n`);
       return 0;
     }
     if (first === 'help') {
