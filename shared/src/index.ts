@@ -90,6 +90,7 @@ export {
 export {
   SETTINGS,
   LOG_LEVELS,
+  LOG_FORMATS,
   settingsOf,
   findSetting,
   defaultCell,
@@ -108,6 +109,7 @@ export {
   type SettingFields,
   type SettingHelp,
   type LogLevel,
+  type LogFormat,
 } from './settings.js';
 export { nullStats, teeStats, type Stats } from './stats.js';
 export {

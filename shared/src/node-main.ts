@@ -105,7 +105,7 @@ export async function runNodeCli<C extends CommonConfig & { readonly hooksClass:
   }
   await runNodeMain(spec.program, async () => {
     const config = await spec.loadConfig();
-    const log = createLogger(spec.program, config.logLevel);
+    const log = createLogger(spec.program, config.logLevel, config.logFormat);
     const Handler = config.handlerClass ? await loadClass(config.handlerClass, spec.handler.base, 'RP_EVENT_HANDLER_FQ_CLASS') : spec.handler.example;
     const Hooks = config.hooksClass ? await loadClass(config.hooksClass, spec.hooks.base, spec.hooks.variable) : spec.hooks.base;
     const stats = config.statsd ? await createStatsd(config.statsd, log) : nullStats;

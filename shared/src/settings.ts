@@ -20,6 +20,10 @@ export type SettingNodes = NodeName | 'both';
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/** `json`: pino's JSON lines, for the journal and log collectors; `pretty`: readable lines (pino-pretty), for a terminal. */
+export const LOG_FORMATS = ['json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
 /** Values `DEBUG` takes as on; any other value is left to other tools (the debug package reads `DEBUG=express:*`). */
 export const TRUE_WORDS: readonly string[] = ['1', 'true', 'yes', 'on'];
 
@@ -121,6 +125,7 @@ export const SETTINGS = [
   { name: 'RP_STATSD_PREFIX', nodes: 'both', field: 'statsd.prefix', type: 'string', default: 'restpipe.', empty: 'keep', check: metricPrefixProblem, doc: 'prefix of every metric name' },
   { name: 'RP_PROMETHEUS', nodes: 'both', field: 'prometheus', type: 'enum', default: '1', values: ['1', '0'], doc: '`1`: the gateway answers Prometheus scrapes at `GET /_restpipe/metrics`; `0`: it does not (404)' },
   { name: 'RP_LOG_LEVEL', nodes: 'both', field: 'logLevel', type: 'enum', default: 'info', values: LOG_LEVELS, doc: '`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`' },
+  { name: 'RP_LOG_FORMAT', nodes: 'both', field: 'logFormat', type: 'enum', default: 'json', values: LOG_FORMATS, doc: '`json` (one JSON object a line) or `pretty` (readable lines for a terminal, through pino-pretty)' },
   { name: 'DEBUG', nodes: 'both', field: 'debug', type: 'flag', doc: "`1` (or `true`/`yes`/`on`): logs at level `debug` (connections, state changes, frames); other values (such as the debug package's `express:*`) are ignored" },
 ] as const satisfies readonly Setting[];
 
