@@ -118,6 +118,7 @@ describe('errors and event codes', () => {
     ProtocolError: new shared.ProtocolError('bad frame', { cause }),
     ConfigError: new shared.ConfigError('RP_X="y" is not valid', { cause }),
     IdentityError: new shared.IdentityError('no clientAuth', { cause }),
+    IdentityFilesError: new shared.IdentityFilesError('the key does not match the certificate', { cause }),
   };
 
   it("one exported subclass per registered code, named after its class, with the registry's event code and HTTP status", () => {

@@ -132,6 +132,16 @@ export class IdentityError extends RestPipeError {
   }
 }
 
+/**
+ * The node's own identity (key, certificate, CA in its certificate folder)
+ * cannot work: found before anything listens, at start or by `--check-config`.
+ */
+export class IdentityFilesError extends RestPipeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('RP_IDENTITY_FILES', message, options);
+  }
+}
+
 /** RestPipe's own error as an answer's body carries it: `{"error": {"code", "message"}}`. */
 export interface WireError {
   code: string;

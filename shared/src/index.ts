@@ -17,6 +17,7 @@ export {
   ProtocolError,
   ConfigError,
   IdentityError,
+  IdentityFilesError,
   errorFromWire,
   type WireError,
 } from './errors.js';
@@ -133,7 +134,8 @@ export { selectClients, type FanOutEntry } from './fan-out.js';
 export { loadIdentity, certificateName, allowsUsage, SERVER_AUTH_OID, CLIENT_AUTH_OID, type TlsIdentity, type IdentityFileNames } from './tls.js';
 export { loadClass } from './handler-loader.js';
 export { createLogger, type Logger } from './logger.js';
-export { runNodeMain, runNodeCli, EXIT_CONFIG, EXIT_FAILURE, type RunningNode, type NodeCliSpec, type NodeParts } from './node-main.js';
+export { runNodeMain, runNodeCli, EXIT_CONFIG, EXIT_FAILURE, type RunningNode, type NodeCliSpec, type NodeCliConfig, type NodeParts } from './node-main.js';
+export { checkIdentityFiles, type IdentityCheck, type CheckedIdentity } from './identity-check.js';
 export { NodeKit, type NodeKitOptions, type NodeKitConfig, type NodeGatewayOptions } from './node-kit.js';
 export {
   createInProcessPair,
