@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the RestPipe client agent for development, in the foreground, with DEBUG=1
-# (verbose logs of connections and frames) and local defaults. Ctrl-C drains and stops.
+# (verbose logs of connections and frames) as readable lines (RP_LOG_FORMAT=pretty) and
+# local defaults. Ctrl-C drains and stops.
 #
 #   scripts/start-server-dev.sh        (in another terminal)
 #   scripts/start-client-dev.sh
@@ -15,6 +16,7 @@
 #   RP_CLIENT_TARGET_HOSTNAME=localhost  RP_CLIENT_TARGET_PORT=1234
 #   RP_CLIENT_GATEWAY_HOST=127.0.0.1     RP_CLIENT_GATEWAY_PORT=8001
 #   RP_CLIENT_CERT_PATH=$RP_DEV_DIR/client   RP_STATSD_HOST= (statsd off)   DEBUG=1
+#   RP_LOG_FORMAT=pretty (json for pino's JSON lines)
 # For nginx (deploy/nginx/restpipe-client.conf), put the gateway on a unix socket:
 #   RP_CLIENT_GATEWAY_SOCKET=/run/restpipe/client-gateway.sock scripts/start-client-dev.sh
 # RP_NODE: the node binary (default: `node` on PATH).
@@ -31,6 +33,7 @@ dev_identities "${RP_DEV_DIR:-$root/.dev}"
 dev="${RP_DEV_DIR:-$root/.dev}"
 
 export DEBUG="${DEBUG:-1}"
+export RP_LOG_FORMAT="${RP_LOG_FORMAT:-pretty}"
 export RP_STATSD_HOST="${RP_STATSD_HOST-}"
 export RP_CLIENT_CERT_PATH="${RP_CLIENT_CERT_PATH:-$dev/client}"
 export RP_CLIENT_TARGET_HOSTNAME="${RP_CLIENT_TARGET_HOSTNAME:-localhost}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the RestPipe server node for development, in the foreground, with DEBUG=1
-# (verbose logs of connections and frames) and local defaults. Ctrl-C drains and stops.
+# (verbose logs of connections and frames) as readable lines (RP_LOG_FORMAT=pretty) and
+# local defaults. Ctrl-C drains and stops.
 #
 #   scripts/start-server-dev.sh
 #   scripts/start-client-dev.sh        (in another terminal)
@@ -15,6 +16,7 @@
 #   RP_SERVER_BIND_INTERFACE=127.0.0.1  RP_SERVER_BIND_PORT=1234
 #   RP_SERVER_GATEWAY_HOST=127.0.0.1    RP_SERVER_GATEWAY_PORT=8002
 #   RP_SERVER_CERT_PATH=$RP_DEV_DIR/server   RP_STATSD_HOST= (statsd off)   DEBUG=1
+#   RP_LOG_FORMAT=pretty (json for pino's JSON lines)
 # For nginx (deploy/nginx/restpipe-server.conf), put the gateway on a unix socket:
 #   RP_SERVER_GATEWAY_SOCKET=/run/restpipe/server-gateway.sock scripts/start-server-dev.sh
 # RP_NODE: the node binary (default: `node` on PATH).
@@ -31,6 +33,7 @@ dev_identities "${RP_DEV_DIR:-$root/.dev}"
 dev="${RP_DEV_DIR:-$root/.dev}"
 
 export DEBUG="${DEBUG:-1}"
+export RP_LOG_FORMAT="${RP_LOG_FORMAT:-pretty}"
 export RP_STATSD_HOST="${RP_STATSD_HOST-}"
 export RP_SERVER_CERT_PATH="${RP_SERVER_CERT_PATH:-$dev/server}"
 export RP_SERVER_BIND_INTERFACE="${RP_SERVER_BIND_INTERFACE:-127.0.0.1}"
