@@ -358,26 +358,31 @@ describe('--check-config', () => {
 });
 
 describe('deploy/systemd units', () => {
-  it.each(['server', 'client'] as const)('restpipe-%s.service checks the configuration with the executable it runs, before each start', async (node) => {
-    const unit = readFileSync(join(REPO_ROOT, 'deploy', 'systemd', `restpipe-${node}.service`), 'utf8');
-    const value = (key: string) => [...unit.matchAll(new RegExp(`^${key}=(.*)$`, 'gm'))].map((m) => m[1]);
-    const [start] = value('ExecStart');
-    expect(start).toBe(`/opt/restpipe/node_modules/.bin/restpipe-${node}`);
-    expect(value('ExecStartPre')).toEqual([`${start} --check-config`]);
-    // The same command in this checkout, where npm links the workspace's executables.
-    const command = (start as string).replace('/opt/restpipe', REPO_ROOT);
-    const pki = await testPki();
-    const ports =
-      node === 'server'
-        ? await serverEnv(await installedIdentity('server', pki.server))
-        : await clientEnv(await installedIdentity('client', await pki.client('unit')));
-    const child = spawn(command, ['--check-config'], { cwd: REPO_ROOT, env: childEnv(ports.env), stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    const [code] = await once(child, 'close');
-    expect(code).toBe(0);
-    expect(out).toMatch(new RegExp(`^restpipe-${node}: configuration ok \\(`));
-  });
+  it.each(['server', 'client'] as const)(
+    'restpipe-%s.service runs the executable that checks its configuration, and stays stopped when the check fails',
+    async (node) => {
+      const unit = readFileSync(join(REPO_ROOT, 'deploy', 'systemd', `restpipe-${node}.service`), 'utf8');
+      const value = (key: string) => [...unit.matchAll(new RegExp(`^${key}=(.*)$`, 'gm'))].map((m) => m[1]);
+      const [start] = value('ExecStart');
+      expect(start).toBe(`/opt/restpipe/node_modules/.bin/restpipe-${node}`);
+      // The start itself checks (exit 2); an ExecStartPre= check would be retried for ever.
+      expect(value('ExecStartPre')).toEqual([]);
+      expect(value('RestartPreventExitStatus')).toEqual(['2']);
+      // The same command in this checkout, where npm links the workspace's executables.
+      const command = (start as string).replace('/opt/restpipe', REPO_ROOT);
+      const pki = await testPki();
+      const ports =
+        node === 'server'
+          ? await serverEnv(await installedIdentity('server', pki.server))
+          : await clientEnv(await installedIdentity('client', await pki.client('unit')));
+      const child = spawn(command, ['--check-config'], { cwd: REPO_ROOT, env: childEnv(ports.env), stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      const [code] = await once(child, 'close');
+      expect(code).toBe(0);
+      expect(out).toMatch(new RegExp(`^restpipe-${node}: configuration ok \\(`));
+    },
+  );
 });
 
 describe('RP_LOG_FORMAT', () => {
