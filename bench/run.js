@@ -492,8 +492,8 @@ async function profile(paths) {
 
 // ------------------------------------------------------------- streaming
 function streamingAvailable(tree = root) {
-  // Streamed bodies arrived with shared/src/streams.ts (commit 917e001).
-  return existsSync(join(tree, 'shared/dist/streams.js'));
+  // Streamed bodies arrived with shared/src/streams.ts (commit 917e001), which moved to shared/src/pipe/ with the pipe parts.
+  return existsSync(join(tree, 'shared/dist/streams.js')) || existsSync(join(tree, 'shared/dist/pipe/streams.js'));
 }
 
 /** How a tree moves `o.streamTotal` bytes: streamed in one request, or buffered in several. */

@@ -128,19 +128,17 @@ export function registerDashboardRoutes(app: FastifyInstance, server: DashboardS
  * A caller that went away before its answer is not recorded.
  */
 export function recordGatewayAnswers(app: FastifyInstance, record: (answer: GatewayAnswer) => void): void {
-  const answerStarted = new WeakMap<FastifyRequest, number>();
-  // Callback hooks, not async ones: no promise per request on the gateway's path.
-  app.addHook('onSend', (request, reply, payload, done) => {
-    if (isGatewayUrl(request.raw.url)) answerStarted.set(request, reply.elapsedTime);
-    done(null, payload);
-  });
+  // One callback hook, not an async one, and no onSend hook (a hook in the
+  // send path runs for every answer of the gateway, status routes included).
+  // The latency is taken when the answer is done, as gateway.time is.
   app.addHook('onResponse', (request, reply, done) => {
-    const url = request.raw.url ?? '';
-    const ms = answerStarted.get(request);
-    const code = Number(reply.getHeader(EVENT_CODE_HEADER));
-    if (ms !== undefined && Number.isInteger(code)) {
-      const { client, noun } = describeUrl(url);
-      record({ client, noun, verb: request.method, code, status: reply.statusCode, ms });
+    const url = request.raw.url;
+    if (isGatewayUrl(url)) {
+      const code = Number(reply.getHeader(EVENT_CODE_HEADER));
+      if (Number.isInteger(code)) {
+        const { client, noun } = describeUrl(url as string);
+        record({ client, noun, verb: request.method, code, status: reply.statusCode, ms: reply.elapsedTime });
+      }
     }
     done();
   });
