@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { EVENT_CODES, EVENT_CODE_HEADER, splitClientName, type Logger } from '@restpipe/shared';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ClientConnectionEvent } from '../status-routes.js';
 import { ConnectionLog, type DisconnectedClient } from './connection-log.js';
 import { RecentStats, type BucketView, type ClientCountersView, type GatewayAnswer } from './recent-stats.js';
