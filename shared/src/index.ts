@@ -131,12 +131,33 @@ export {
 export { createStatsd, STATSD_FLUSH_INTERVAL_MS, type StatsdOptions } from './statsd.js';
 export { CountingStats } from './counting-stats.js';
 export { selectClients, type FanOutEntry } from './fan-out.js';
-export { loadIdentity, certificateName, allowsUsage, SERVER_AUTH_OID, CLIENT_AUTH_OID, type TlsIdentity, type IdentityFileNames } from './tls.js';
+export {
+  loadIdentity,
+  certificateName,
+  allowsUsage,
+  tlsVersionOptions,
+  isCrlVerifyCode,
+  describeVerifyCode,
+  peerChain,
+  TLS12_CIPHERS,
+  CRL_FILE,
+  SERVER_AUTH_OID,
+  CLIENT_AUTH_OID,
+  type TlsIdentity,
+  type IdentityFileNames,
+  type TlsMinVersion,
+} from './tls.js';
+export { parseCrl, crlPemBlocks, crlSignedBy, serialKey, nameText, CrlError, type Crl } from './crl.js';
+export { TrustStore, TrustError, type TrustProblem, type TrustCheckOptions, type TrustedCa } from './trust-store.js';
+export { prepareIdentity, identityStatus, secondsUntil, type LoadedIdentity, type IdentityStatus, type IdentityLabels } from './identity.js';
+export { ExpiryMonitor, type ExpiryMonitorOptions } from './expiry-monitor.js';
+export { IdentityWatch, IDENTITY_WATCH_DEBOUNCE_MS } from './identity-watch.js';
+export { deriveTicketKeys, sessionIdContext, SESSION_TIMEOUT_S } from './session-tickets.js';
 export { loadClass } from './handler-loader.js';
 export { createLogger, type Logger } from './logger.js';
 export { runNodeMain, runNodeCli, EXIT_CONFIG, EXIT_FAILURE, type RunningNode, type NodeCliSpec, type NodeCliConfig, type NodeParts } from './node-main.js';
 export { checkIdentityFiles, type IdentityCheck, type CheckedIdentity } from './identity-check.js';
-export { NodeKit, type NodeKitOptions, type NodeKitConfig, type NodeGatewayOptions } from './node-kit.js';
+export { NodeKit, type NodeKitOptions, type NodeKitConfig, type NodeGatewayOptions, type IdentityReload, type ReloadTrigger } from './node-kit.js';
 export {
   createInProcessPair,
   duplexPair,
