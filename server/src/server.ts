@@ -1,14 +1,32 @@
 /**
  * The RestPipe server: a mutual-TLS listener that knows each client by its
  * certificate name, a registry of connected clients, and the server gateway
- * (`/client/<name>/<noun>`) that sends events to them.
+ * (`/client/<name>/<noun>`) that sends events to them. Its identity (key,
+ * certificate, CA bundle, CRL) reloads without a restart: on SIGHUP, when
+ * the certificate folder changes, or on `reloadIdentity()`.
  */
+import type { X509Certificate } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
-import { NodeKit, ShuttingDownError, UnknownClientError, type Logger, type MessageExchange, type Stats, type TlsIdentity } from '@restpipe/shared';
+import {
+  IdentityWatch,
+  NodeKit,
+  SESSION_TIMEOUT_S,
+  ShuttingDownError,
+  UnknownClientError,
+  deriveTicketKeys,
+  sessionIdContext,
+  type IdentityReload,
+  type LoadedIdentity,
+  type Logger,
+  type MessageExchange,
+  type ReloadTrigger,
+  type Stats,
+  type TlsIdentity,
+} from '@restpipe/shared';
 import type { FastifyInstance } from 'fastify';
-import { acceptClient, refuseHandshake } from './accept.js';
+import { IntermediateCache, acceptClient, refuseHandshake } from './accept.js';
 import { SERVER_IDENTITY_FILES, type ServerConfig } from './config.js';
 import { registerDashboardRoutes } from './dashboard/routes.js';
 import { ServerConnectionStateEvents, ServerExampleHandler, type ServerEventHandler } from './handler.js';
@@ -21,7 +39,10 @@ export interface ServerOptions {
   config: ServerConfig;
   /** The handler for the clients' events. @default new ServerExampleHandler() */
   handler?: ServerEventHandler;
-  /** Key, certificate and CA; read from `config.certPath` when omitted. */
+  /**
+   * Key, certificate, CA bundle and CRL; read from `config.certPath` when
+   * omitted (and then that folder is watched: a change reloads it).
+   */
   identity?: TlsIdentity;
   hooks?: ServerConnectionStateEvents;
   log?: Logger;
@@ -31,7 +52,14 @@ export interface ServerOptions {
   gateway?: boolean;
 }
 
-/** The server node; its events are `ServerEvents` (`connection`, `closing`, `drained`). */
+/** What the server keeps of a connected client's certificate. */
+interface ClientCertificate {
+  readonly cert: X509Certificate;
+  readonly chain: readonly X509Certificate[];
+  readonly resumed: boolean;
+}
+
+/** The server node; its events are `ServerEvents` (`connection`, `closing`, `drained`, `identity`). */
 export class RestPipeServer extends EventEmitter<ServerEvents> {
   readonly config: ServerConfig;
   readonly registry: ClientRegistry;
@@ -41,6 +69,10 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
   private readonly tlsServer: tls.Server;
   private readonly app: FastifyInstance | undefined;
   private readonly sockets = new Set<tls.TLSSocket>();
+  /** The certificate of each live exchange, for `/_restpipe/clients` and for the check on reload. */
+  private readonly certificates = new Map<MessageExchange, ClientCertificate>();
+  private readonly intermediates = new IntermediateCache();
+  private watch: IdentityWatch | undefined;
   private idleSince: Date | undefined = new Date();
   private idleTimer: NodeJS.Timeout | undefined;
   private _gatewayAddress: string | undefined;
@@ -62,15 +94,12 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     this.log = this.kit.log;
     this.registry = opts.registry ?? new LocalClientRegistry();
     this.hooks = opts.hooks ?? new ServerConnectionStateEvents();
-    const identity = this.kit.identity;
     this.tlsServer = tls.createServer(
       {
-        key: identity.key,
-        cert: identity.cert,
-        ca: identity.ca,
+        ...this.contextOptions(this.kit.identity),
         requestCert: true,
-        rejectUnauthorized: true,
-        minVersion: 'TLSv1.2',
+        // The accept checks decide (accept.ts): they say why, and a stale CRL does not turn everyone away.
+        rejectUnauthorized: false,
         handshakeTimeout: opts.config.handshakeTimeoutMs,
       },
       (socket) => this.onConnection(socket),
@@ -97,12 +126,83 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     return exchange;
   }
 
+  /**
+   * The secure context of an identity: key, certificate, the CA bundle and
+   * its CRLs (OpenSSL then checks each client against its CA's CRL), the
+   * TLS versions and ciphers of `RP_TLS_MIN_VERSION`, and session
+   * resumption with ticket keys derived from the key and the bundle.
+   */
+  private contextOptions(id: LoadedIdentity): tls.SecureContextOptions & { ticketKeys: Buffer; sessionTimeout: number } {
+    const cas = id.trust.cas.map((c) => c.cert);
+    const crls = id.trust.crlPems();
+    return {
+      key: id.key,
+      cert: id.cert,
+      ca: id.ca,
+      ...(crls.length > 0 ? { crl: crls } : {}),
+      ...this.kit.tlsOptions(),
+      sessionIdContext: sessionIdContext(cas),
+      ticketKeys: deriveTicketKeys(id.key, cas),
+      sessionTimeout: SESSION_TIMEOUT_S,
+    };
+  }
+
+  /**
+   * Reads the identity again (from `identity` if given, else from
+   * `config.certPath`) and, when it changed, uses it for every new
+   * handshake at once; live connections whose client certificate the new
+   * CA bundle or CRL no longer admits get GoAway saying why and are closed
+   * (counted in `connections.revoked`); every other connection is
+   * untouched. A bad new identity keeps the current one (logged); this
+   * never throws.
+   */
+  reloadIdentity(identity?: TlsIdentity): IdentityReload {
+    return this.reloadFrom('call', identity);
+  }
+
+  /** SIGHUP (the executable's hook): `reloadIdentity()` from the folder. */
+  reload(): void {
+    this.reloadFrom('SIGHUP');
+  }
+
+  private reloadFrom(trigger: ReloadTrigger, identity?: TlsIdentity): IdentityReload {
+    const result = this.kit.reloadIdentity((next) => this.applyIdentity(next), { identity, trigger });
+    if (result.ok && result.changed) this.watch?.refresh();
+    this.emit('identity', { ...result, trigger });
+    return result;
+  }
+
+  /** Puts `next` in use for new handshakes, then closes the connections it does not admit; returns how many. */
+  private applyIdentity(next: LoadedIdentity): number {
+    const options = this.contextOptions(next);
+    // Built once first so that a bad identity throws here, before the server changes anything.
+    tls.createSecureContext(options);
+    this.tlsServer.setSecureContext(options);
+    let closed = 0;
+    for (const [exchange, client] of this.certificates) {
+      const problem = next.trust.check(client.cert, { intermediates: [...client.chain, ...this.intermediates.values()], checkTime: false });
+      if (!problem) continue;
+      closed++;
+      this.kit.stats.increment('connections.revoked');
+      this.log.warn(
+        { client: exchange.peer.name, address: exchange.peer.address, code: problem.code, serial: client.cert.serialNumber },
+        `closing a client's connection: ${problem.message}`,
+      );
+      const reason = `the server no longer accepts this client: ${problem.message}`;
+      exchange.goAway(reason);
+      exchange.close(new ShuttingDownError(reason), { flush: true });
+    }
+    return closed;
+  }
+
   /** Listens for clients, then starts the gateway. */
   async start(): Promise<void> {
     this.tlsServer.listen(this.config.bindPort, this.config.bindInterface);
     await once(this.tlsServer, 'listening');
     const pipe = this.pipeAddress;
-    this.log.info({ address: pipe.address, port: pipe.port }, 'pipe listening for clients');
+    this.log.info({ address: pipe.address, port: pipe.port, tlsMinVersion: this.kit.tlsOptions().minVersion }, 'pipe listening for clients');
+    this.kit.startIdentityMonitor();
+    if (this.kit.identityFromFiles) this.watch = new IdentityWatch(this.config.certPath, () => this.reloadFrom('watch'), this.log);
     if (this.app) this._gatewayAddress = await this.kit.listenGateway(this.app);
     this.idleTimer = setInterval(() => this.fireIdle(), this.config.idleHookIntervalMs);
     this.idleTimer.unref();
@@ -127,6 +227,8 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
       listening: pipe ? { address: pipe.address, port: pipe.port } : null,
       clients: this.registry.size,
       uptimeS: this.kit.uptimeS(),
+      identity: this.kit.identityStatus(),
+      tls: { minVersion: this.kit.tlsOptions().minVersion },
       counters: this.kit.stats.counters(),
     };
   }
@@ -141,6 +243,9 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
       protocolVersion: ex.peerInfo?.version ?? null,
       agent: ex.peerInfo?.agent ?? null,
       inFlight: ex.inFlight,
+      serial: this.certificates.get(ex)?.cert.serialNumber ?? null,
+      certNotAfter: certNotAfter(this.certificates.get(ex)?.cert),
+      tlsResumed: this.certificates.get(ex)?.resumed ?? null,
     }));
   }
 
@@ -150,7 +255,7 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
   }
 
   private onConnection(socket: tls.TLSSocket): void {
-    const peer = acceptClient(socket, this.kit);
+    const peer = acceptClient(socket, { log: this.log, stats: this.kit.stats, trust: this.kit.identity.trust, intermediates: this.intermediates });
     if (!peer) return;
     if (this.closing) {
       socket.destroy();
@@ -159,7 +264,8 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     const { name, address } = peer;
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
-    const exchange = this.kit.openExchange(socket, peer);
+    const exchange = this.kit.openExchange(socket, { name, address });
+    this.certificates.set(exchange, { cert: peer.cert, chain: peer.chain, resumed: peer.resumed });
     const replaced = this.registry.add(name, exchange);
     if (replaced) {
       // The newest connection wins: a client that reconnects after a
@@ -171,10 +277,11 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     this.idleSince = undefined;
     this.kit.stats.increment('connections.added');
     this.kit.stats.gauge('clients.connected', this.registry.size);
-    this.log.info({ client: name, address, clients: this.registry.size }, 'client connected');
+    this.log.info({ client: name, address, clients: this.registry.size, tlsResumed: peer.resumed }, 'client connected');
     this.kit.callHook('connection_added', () => this.hooks.connection_added(name, this.registry.size));
     this.emit('connection', { type: 'connected', name, address, time: new Date().toISOString(), clients: this.registry.size });
     exchange.once('close', (err) => {
+      this.certificates.delete(exchange);
       const removed = this.registry.remove(name, exchange);
       this.kit.stats.increment('connections.removed');
       this.kit.stats.gauge('clients.connected', this.registry.size);
@@ -200,6 +307,8 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     if (this.closing) return;
     this.closing = true;
     if (this.idleTimer) clearInterval(this.idleTimer);
+    this.watch?.close();
+    this.kit.stopIdentityMonitor();
     this.emit('closing');
     this.tlsServer.close();
     const gatewayClosed = this.app?.close();
@@ -210,6 +319,13 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     await gatewayClosed;
     for (const socket of this.sockets) socket.destroy();
   }
+}
+
+/** A certificate's notAfter as ISO text, or null. */
+function certNotAfter(cert: X509Certificate | undefined): string | null {
+  if (!cert) return null;
+  const time = Date.parse(cert.validTo);
+  return Number.isNaN(time) ? null : new Date(time).toISOString();
 }
 
 /** Drains `exchange` and resolves once it has closed (its `close` listeners have run). */

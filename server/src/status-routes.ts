@@ -7,7 +7,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
-import type { Logger } from '@restpipe/shared';
+import type { IdentityReload, Logger, ReloadTrigger } from '@restpipe/shared';
 import type { FastifyInstance } from 'fastify';
 import type { ClientRegistry } from './registry.js';
 
@@ -23,9 +23,16 @@ export interface ClientConnectionEvent {
 /**
  * The server's events. `connection`: a client connected or disconnected.
  * `closing`: `close()` began. `drained`: every client was drained and its
- * `disconnected` event emitted (event streams end then).
+ * `disconnected` event emitted (event streams end then). `identity`: a
+ * reload ran (`changed`, the connections it closed, or the error that
+ * kept the old identity) and what asked for it.
  */
-export type ServerEvents = { connection: [ClientConnectionEvent]; closing: []; drained: [] };
+export type ServerEvents = {
+  connection: [ClientConnectionEvent];
+  closing: [];
+  drained: [];
+  identity: [IdentityReload & { trigger: ReloadTrigger }];
+};
 
 /** What the routes read from the server. */
 export interface StatusSource extends Pick<EventEmitter<ServerEvents>, 'on' | 'once' | 'off'> {
@@ -33,7 +40,7 @@ export interface StatusSource extends Pick<EventEmitter<ServerEvents>, 'on' | 'o
   readonly registry: Pick<ClientRegistry, 'size'>;
   /** As `/_restpipe/status` answers; `pipe: 'listening'` answers 200, anything else 503. */
   status(): Record<string, unknown>;
-  /** As `/_restpipe/clients` answers: `name`, `address`, `connectedSince`, … per client. */
+  /** As `/_restpipe/clients` answers: `name`, `address`, `connectedSince`, …, `serial`, `certNotAfter` per client. */
   clients(): Array<Record<string, unknown>>;
 }
 
