@@ -1,8 +1,12 @@
 /**
  * The RestPipe client agent: dials the server over mutual TLS, keeps the pipe
  * up (reconnecting with backoff, never giving up), and runs the client
- * gateway (`/server/<noun>`) that sends events to the server.
+ * gateway (`/server/<noun>`) that sends events to the server. A reconnect
+ * resumes the last TLS session when the server still honours its ticket,
+ * so a fleet coming back after a server restart costs the server little.
+ * The identity reloads without a restart (SIGHUP, `reloadIdentity()`).
  */
+import type { X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
@@ -15,8 +19,12 @@ import {
   ShuttingDownError,
   allowsUsage,
   certificateName,
+  peerChain,
+  type IdentityReload,
+  type LoadedIdentity,
   type Logger,
   type MessageExchange,
+  type ReloadTrigger,
   type Stats,
   type TlsIdentity,
 } from '@restpipe/shared';
@@ -30,7 +38,7 @@ export interface ClientOptions {
   config: ClientConfig;
   /** The handler for the server's events. @default new ClientExampleHandler() */
   handler?: ClientEventHandler;
-  /** Key, certificate and CA; read from `config.certPath` when omitted. */
+  /** Key, certificate, CA bundle and (optional) CRL; read from `config.certPath` when omitted. */
   identity?: TlsIdentity;
   hooks?: ClientConnectionStateEvents;
   log?: Logger;
@@ -50,12 +58,36 @@ const TRANSITIONS: Readonly<Record<ClientState, readonly ClientState[]>> = {
   closed: [],
 };
 
-/** Status events: a union with a `type` field. */
+/**
+ * Status events: a union with a `type` field. `resumed`: the TLS
+ * handshake resumed an earlier session (absent when no handshake
+ * completed). `identity`: a reload ran.
+ */
 export type ClientStatusEvent =
-  | { type: 'connected'; exchange: MessageExchange; attempts: number }
+  | { type: 'connected'; exchange: MessageExchange; attempts: number; resumed: boolean }
   | { type: 'disconnected'; error: Error | undefined }
-  | { type: 'connect_failed'; attempts: number; error: Error }
-  | { type: 'state'; from: ClientState; to: ClientState };
+  | { type: 'connect_failed'; attempts: number; error: Error; resumed?: boolean }
+  | { type: 'state'; from: ClientState; to: ClientState }
+  | ({ type: 'identity'; trigger: ReloadTrigger } & IdentityReload);
+
+/** The server's certificate as a full handshake showed it, with the CA certificates sent along. */
+interface ServerCertificate {
+  readonly cert: X509Certificate;
+  readonly chain: readonly X509Certificate[];
+}
+
+/** A TLS session to offer on the next dial, and the server certificate of the full handshake it goes back to. */
+interface SavedSession {
+  readonly ticket: Buffer;
+  readonly server: ServerCertificate;
+}
+
+/** One connection attempt's result. */
+interface Connected {
+  readonly exchange: MessageExchange;
+  readonly resumed: boolean;
+  readonly server: ServerCertificate;
+}
 
 export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }> {
   readonly config: ClientConfig;
@@ -63,7 +95,12 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
   private readonly kit: NodeKit;
   private readonly stats: CountingStats;
   private readonly hooks: ClientConnectionStateEvents;
-  private readonly secureContext: tls.SecureContext;
+  private secureContext: tls.SecureContext;
+  /** The last TLS session the server gave (a TLS 1.3 ticket), offered on the next dial. */
+  private session: SavedSession | undefined;
+  /** The server of the pipe that is up, to check it again on reload. */
+  private server: ServerCertificate | undefined;
+  private resumed = false;
   private readonly backoff: Backoff;
   private readonly app: FastifyInstance | undefined;
   private _state: ClientState = 'idle';
@@ -90,9 +127,8 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
     this.log = this.kit.log;
     this.stats = this.kit.stats;
     this.hooks = opts.hooks ?? new ClientConnectionStateEvents();
-    const identity = this.kit.identity;
-    // One context for every reconnect: the key and certificates are parsed once.
-    this.secureContext = tls.createSecureContext({ key: identity.key, cert: identity.cert, ca: identity.ca, minVersion: 'TLSv1.2' });
+    // One context for every reconnect: the key and certificates are parsed once (again on reload).
+    this.secureContext = this.createContext(this.kit.identity);
     this.backoff = new Backoff({ initialMs: opts.config.reconnectInitialMs, maxMs: opts.config.reconnectMaxMs });
     this.app =
       opts.gateway === false
@@ -116,6 +152,54 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
     return this._state;
   }
 
+  /** The key, certificate and CA bundle of an identity, with the TLS versions and ciphers of `RP_TLS_MIN_VERSION`. */
+  private createContext(id: LoadedIdentity): tls.SecureContext {
+    return tls.createSecureContext({ key: id.key, cert: id.cert, ca: id.ca, ...this.kit.tlsOptions() });
+  }
+
+  /**
+   * Reads the identity again (from `identity` if given, else from
+   * `config.certPath`); when it changed, the next dial uses it, and a live
+   * pipe to a server whose certificate the new CA bundle or CRL no longer
+   * admits is closed with GoAway saying why (then the client reconnects);
+   * otherwise the pipe is untouched. A bad new identity keeps the current
+   * one (logged); this never throws.
+   */
+  reloadIdentity(identity?: TlsIdentity): IdentityReload {
+    return this.reloadFrom('call', identity);
+  }
+
+  /** SIGHUP (the executable's hook): `reloadIdentity()` from the folder. */
+  reload(): void {
+    this.reloadFrom('SIGHUP');
+  }
+
+  private reloadFrom(trigger: ReloadTrigger, identity?: TlsIdentity): IdentityReload {
+    const result = this.kit.reloadIdentity((next) => this.applyIdentity(next), { identity, trigger });
+    this.emit('status', { type: 'identity', trigger, ...result });
+    return result;
+  }
+
+  private applyIdentity(next: LoadedIdentity): number {
+    this.secureContext = this.createContext(next);
+    // A session holds the certificate this client showed when it was made: the next dial shows the new one.
+    this.session = undefined;
+    const exchange = this._exchange;
+    const server = this.server;
+    if (!exchange || !server) return 0;
+    const problem = next.trust.check(server.cert, { intermediates: server.chain, checkTime: false });
+    if (!problem) return 0;
+    this.stats.increment('connect.revoked');
+    this.log.warn(
+      { server: exchange.peer.name, code: problem.code, serial: server.cert.serialNumber },
+      `closing the pipe: the server's certificate is no longer trusted: ${problem.message}`,
+    );
+    const reason = `the client no longer trusts the server's certificate: ${problem.message}`;
+    exchange.goAway(reason);
+    exchange.close(new IdentityError(reason), { flush: true });
+    return 1;
+  }
+
   /** The exchange of the pipe while it is up. */
   get exchange(): MessageExchange | undefined {
     return this._exchange;
@@ -137,7 +221,9 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
       lastDisconnectedAt: this.lastDisconnectedAt?.toISOString() ?? null,
       rttMs: up && ex.rttMs !== undefined ? Math.round(ex.rttMs * 1000) / 1000 : null,
       inFlight: ex?.inFlight ?? null,
+      tls: { minVersion: this.kit.tlsOptions().minVersion, resumed: up ? this.resumed : null },
       uptimeS: this.kit.uptimeS(),
+      identity: this.kit.identityStatus(),
       counters: this.stats.counters(),
     };
   }
@@ -163,6 +249,7 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
 
   /** Starts the gateway and the connection loop; does not wait for the pipe. */
   async start(): Promise<void> {
+    this.kit.startIdentityMonitor();
     if (this.app) this._gatewayAddress = await this.kit.listenGateway(this.app);
     this.loop = this.run();
   }
@@ -205,20 +292,22 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
     while (this._state !== 'closed') {
       this.transition('connecting');
       this.attempts++;
-      let exchange: MessageExchange;
+      let connected: Connected;
       try {
-        exchange = await this.connectOnce();
+        connected = await this.connectOnce();
       } catch (err) {
         if (this.isClosed()) return;
         const error = err as Error;
+        const resumed = (err as { tlsResumed?: boolean }).tlsResumed;
         this.stats.increment('connect.failures');
-        this.log.warn({ attempts: this.attempts, err: error.message }, 'could not connect to the server');
-        this.emit('status', { type: 'connect_failed', attempts: this.attempts, error });
+        this.log.warn({ attempts: this.attempts, err: error.message, tlsResumed: resumed }, 'could not connect to the server');
+        this.emit('status', { type: 'connect_failed', attempts: this.attempts, error, ...(resumed === undefined ? {} : { resumed }) });
         this.callHook('connect_fail', () => this.hooks.connect_fail(this.attempts, error));
         this.transition('waiting');
         await this.backoff.wait();
         continue;
       }
+      const { exchange, resumed } = connected;
       if (this.isClosed()) {
         exchange.close();
         return;
@@ -226,14 +315,18 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
       const attempts = this.attempts;
       const connectedAt = Date.now();
       this._exchange = exchange;
+      this.server = connected.server;
+      this.resumed = resumed;
       this.attempts = 0;
       this.transition('connected');
       this.stats.increment('connect.successes');
-      this.log.info({ server: `${this.config.targetHostname}:${this.config.targetPort}`, attempts }, 'connected to the server');
-      this.emit('status', { type: 'connected', exchange, attempts });
+      if (resumed) this.stats.increment('connect.resumed');
+      this.log.info({ server: `${this.config.targetHostname}:${this.config.targetPort}`, attempts, tlsResumed: resumed }, 'connected to the server');
+      this.emit('status', { type: 'connected', exchange, attempts, resumed });
       this.callHook('connect_success', () => this.hooks.connect_success(attempts, this.lastDisconnectedAt));
       const error = await new Promise<Error | undefined>((resolve) => exchange.once('close', resolve));
       this._exchange = undefined;
+      this.server = undefined;
       this.lastDisconnectedAt = new Date();
       if (this.isClosed()) return;
       this.stats.increment('connect.broken');
@@ -250,15 +343,26 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
     return this._state === 'closed';
   }
 
-  /** One attempt: TCP, TLS with both sides verified, then the peer's Hello. */
-  private connectOnce(): Promise<MessageExchange> {
+  /**
+   * One attempt: TCP, TLS with both sides verified, then the peer's Hello.
+   * The last session is offered. OpenSSL verifies nothing when the server
+   * resumes it (and the resumed session holds no server certificate chain),
+   * so the server's certificate is checked here against the current CA
+   * bundle and CRL on every handshake: the one shown, or on resumption the
+   * one of the full handshake the session goes back to. A failed attempt
+   * after a handshake forgets the session: the next one is a full handshake.
+   */
+  private connectOnce(): Promise<Connected> {
     const { targetHostname: host, targetPort: port, targetServername: servername } = this.config;
     this.stats.increment('connect.attempts');
-    return new Promise<MessageExchange>((resolve, reject) => {
+    const trust = this.kit.identity.trust;
+    const offered = this.session;
+    return new Promise<Connected>((resolve, reject) => {
       const socket = tls.connect({
         host,
         port,
         secureContext: this.secureContext,
+        session: offered?.ticket,
         // SNI carries names only, never IP addresses (RFC 6066 §3).
         servername: isIP(servername) ? undefined : servername,
         rejectUnauthorized: true,
@@ -273,12 +377,30 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
       });
       this.dialing = socket;
       let settled = false;
+      let succeeded = false;
+      let resumed: boolean | undefined;
+      let server: ServerCertificate | undefined;
+      const digest = this.kit.identity.digest;
+      // Tickets may come after the Hello; the newest is kept once the attempt
+      // succeeds, and never after a reload (it would show the old certificate).
+      let ticket: Buffer | undefined;
+      const keep = (session: Buffer) => {
+        if (server && this.kit.identity.digest === digest) this.session = { ticket: session, server };
+      };
+      socket.on('session', (session: Buffer) => {
+        if (succeeded) keep(session);
+        else ticket = session;
+      });
       const fail = (err: Error) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         this.dialing = undefined;
+        // Turned away after a handshake (resumed or not), or TLS failed: the next attempt
+        // is a full handshake. A server that is down keeps the session for its restart.
+        if (resumed !== undefined || /^ERR_(SSL|TLS)_/.test((err as NodeJS.ErrnoException).code ?? '')) this.session = undefined;
         socket.destroy();
+        if (resumed !== undefined) Object.assign(err, { tlsResumed: resumed });
         reject(err);
       };
       const timer = setTimeout(
@@ -288,18 +410,33 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
       socket.once('error', fail);
       socket.once('close', () => fail(new Error('the server closed the connection during the handshake')));
       socket.once('secureConnect', () => {
+        resumed = socket.isSessionReused();
+        const shown = socket.getPeerX509Certificate();
+        if (resumed && offered) server = offered.server;
+        else if (shown) server = { cert: shown, chain: peerChain(shown) };
+        if (!server) {
+          fail(new IdentityError('the server sent no certificate'));
+          return;
+        }
+        const problem = trust.check(server.cert, { intermediates: server.chain });
+        if (problem) {
+          fail(new IdentityError(`refused the server: ${problem.message}`));
+          return;
+        }
         const exchange = this.kit.openExchange(socket, {
-          name: certificateName(socket.getPeerX509Certificate()) ?? servername,
+          name: certificateName(server.cert) ?? servername,
           address: `${socket.remoteAddress}:${socket.remotePort}`,
         });
         socket.off('error', fail);
         exchange.once('close', (err) => fail(err ?? new Error('the pipe closed before the server said hello')));
         exchange.once('ready', () => {
-          if (settled) return;
+          if (settled || !server) return;
           settled = true;
+          succeeded = true;
           clearTimeout(timer);
           this.dialing = undefined;
-          resolve(exchange);
+          if (ticket) keep(ticket);
+          resolve({ exchange, resumed: resumed === true, server });
         });
       });
     });
@@ -316,6 +453,7 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
   async close(graceMs = this.config.drainGraceMs): Promise<void> {
     if (this._state === 'closed') return;
     this.transition('closed');
+    this.kit.stopIdentityMonitor();
     this.backoff.close();
     this.dialing?.destroy();
     const exchange = this._exchange;
