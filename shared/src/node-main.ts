@@ -3,8 +3,9 @@
  * setting error or an unusable identity is one line on stderr and exit code
  * 2 (nothing listens yet); any other start failure is one line and exit code
  * 1 (the stack too with `DEBUG=1`); SIGTERM or SIGINT drains the node
- * (GoAway, requests in flight finish within the grace period) and exits 0.
- * `runNodeCli` is the whole entry: `--help`, `--version`, `--check-config`,
+ * (GoAway, requests in flight finish within the grace period) and exits 0;
+ * SIGHUP reloads the node's identity (`RunningNode.reload`). `runNodeCli`
+ * is the whole entry: `--help`, `--version`, `--check-config`,
  * then settings, handler and hooks classes, identity, statsd, start and stop.
  */
 import { readFileSync } from 'node:fs';
@@ -21,6 +22,8 @@ import { createStatsd } from './statsd.js';
 
 export interface RunningNode {
   close(): Promise<void>;
+  /** SIGHUP: re-read the identity; never throws (a bad identity is logged and the old one kept). */
+  reload?(): void;
 }
 
 /** Exit code of a setting error (`RP_CONFIG`), an unusable identity (`RP_IDENTITY_FILES`) or a bad command line. */
@@ -81,6 +84,8 @@ export async function runNodeMain(program: string, start: () => Promise<RunningN
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  const { reload } = node;
+  if (reload) process.on('SIGHUP', () => reload.call(node));
 }
 
 /** The settings `runNodeCli` reads itself: the common ones, the hooks class, the identity folder, the gateway. */
@@ -258,6 +263,7 @@ export async function runNodeCli<C extends NodeCliConfig, H extends EventHandler
         await node.close();
         await stats.close();
       },
+      reload: () => node.reload?.(),
     };
   });
 }
