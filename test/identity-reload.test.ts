@@ -255,13 +255,8 @@ describe('CA rotation', () => {
     expect(server.registry.get('new-branch')).toBe(newExchange);
     expect(await answers(newClient)).toBe(200);
     // A new connection from the new CA's client verifies the new server certificate.
-    const fresh = await startClient(server, {
-      name: 'new-branch-2',
-      identity: {
-        ...(await createClientIdentity(newCa, { commonName: 'new-branch-2', keyBits: 2048 }).then((c) => ({ key: c.keyPem, cert: c.certPem }))),
-        ca: bothCas,
-      },
-    });
+    const freshId = await createClientIdentity(newCa, { commonName: 'new-branch-2', keyBits: 2048 });
+    const fresh = await startClient(server, { name: 'new-branch-2', identity: { key: freshId.keyPem, cert: freshId.certPem, ca: bothCas } });
     expect(await answers(fresh)).toBe(200);
     expect(server.registry.get('old-branch')).toBeUndefined();
   });
