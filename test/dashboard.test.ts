@@ -397,7 +397,7 @@ describe.skipIf(!haveChromium)(`in a real browser${haveChromium ? '' : ` (skippe
     expect(cells[4]).toBe('0 out, 0 in');
     expect(cells[7]).toBe('1'); // protocol version
     expect(cells[8]).toMatch(/^restpipe-node/);
-    expect(cells[9]).toBe('–'); // no certNotAfter in /_restpipe/clients yet
+    expect(cells[9]).toMatch(/^\d{4}-\d\d-\d\d \(in \d+ days\)$/); // certNotAfter from /_restpipe/clients
     expect(await page.isHidden('#clients th[data-key="instance"]')).toBe(true);
     // RTT arrives with the first heartbeats and the next read of the status.
     await page.waitForFunction(() => /ms$/.test(document.querySelector('#clients tbody tr td:nth-child(4)')?.textContent ?? ''), undefined, {

@@ -60,11 +60,12 @@ const TRANSITIONS: Readonly<Record<ClientState, readonly ClientState[]>> = {
 
 /**
  * Status events: a union with a `type` field. `resumed`: the TLS
- * handshake resumed an earlier session (absent when no handshake
- * completed). `identity`: a reload ran.
+ * handshake resumed an earlier session (the client always says on
+ * `connected`; on `connect_failed` only when a handshake completed).
+ * `identity`: a reload ran.
  */
 export type ClientStatusEvent =
-  | { type: 'connected'; exchange: MessageExchange; attempts: number; resumed: boolean }
+  | { type: 'connected'; exchange: MessageExchange; attempts: number; resumed?: boolean }
   | { type: 'disconnected'; error: Error | undefined }
   | { type: 'connect_failed'; attempts: number; error: Error; resumed?: boolean }
   | { type: 'state'; from: ClientState; to: ClientState }

@@ -67,9 +67,13 @@ export const METRIC_MAPPINGS: readonly MetricMapping[] = [
   { statsd: 'connect.successes', type: 'counter', family: 'restpipe_connect_successes_total', nodes: 'client', help: 'attempts that brought the pipe up' },
   { statsd: 'connect.failures', type: 'counter', family: 'restpipe_connect_failures_total', nodes: 'client', help: 'attempts that failed (refused, TLS or identity error, timeout)' },
   { statsd: 'connect.broken', type: 'counter', family: 'restpipe_connect_broken_total', nodes: 'client', help: 'pipes that were up and dropped (not counted on shutdown)' },
+  { statsd: 'connect.resumed', type: 'counter', family: 'restpipe_connect_resumed_total', nodes: 'client', help: 'attempts that resumed the last TLS session (an abbreviated handshake)' },
+  { statsd: 'connect.revoked', type: 'counter', family: 'restpipe_connect_revoked_total', nodes: 'client', help: "pipes closed because a reload no longer trusts the server's certificate" },
   { statsd: 'connections.added', type: 'counter', family: 'restpipe_connections_added_total', nodes: 'server', help: 'clients connected (TLS and identity accepted)' },
   { statsd: 'connections.removed', type: 'counter', family: 'restpipe_connections_removed_total', nodes: 'server', help: 'client connections closed, including one replaced by a newer connection with the same name' },
-  { statsd: 'connections.refused', type: 'counter', family: 'restpipe_connections_refused_total', nodes: 'server', help: 'connections refused: TLS handshake failed or timed out, or a certificate without CN or client usage' },
+  { statsd: 'connections.refused', type: 'counter', family: 'restpipe_connections_refused_total', nodes: 'server', help: 'connections refused: TLS handshake failed or timed out, or a certificate revoked, expired, not yet valid, from another CA, without CN or without client usage' },
+  { statsd: 'connections.resumed', type: 'counter', family: 'restpipe_connections_resumed_total', nodes: 'server', help: 'clients connected on a resumed TLS session' },
+  { statsd: 'connections.revoked', type: 'counter', family: 'restpipe_connections_revoked_total', nodes: 'server', help: 'live client connections closed because a reload no longer trusts their certificate (revoked, or its CA dropped)' },
   { statsd: 'clients.connected', type: 'gauge', family: 'restpipe_clients_connected', nodes: 'server', help: 'clients connected now' },
   { statsd: 'frames.sent', type: 'counter', family: 'restpipe_frames_sent_total', nodes: 'both', help: 'frames written to the pipe, heartbeats included' },
   { statsd: 'frames.received', type: 'counter', family: 'restpipe_frames_received_total', nodes: 'both', help: 'frames read from the pipe, heartbeats included' },
@@ -95,6 +99,10 @@ export const METRIC_MAPPINGS: readonly MetricMapping[] = [
   { statsd: 'gateway.fanout.time', type: 'histogram', family: 'restpipe_gateway_fanout_duration_seconds', nodes: 'server', help: "time to collect every client's answer for a fan-out request" },
   { statsd: 'heartbeat.rtt', type: 'histogram', family: 'restpipe_heartbeat_rtt_seconds', nodes: 'both', help: 'ping to pong round trip, measured by the side that pinged' },
   { statsd: 'heartbeat.timeouts', type: 'counter', family: 'restpipe_heartbeat_timeouts_total', nodes: 'both', help: 'links dropped because the peer was silent for RP_CLIENT_HEARTBEAT_TIMEOUT_S' },
+  { statsd: 'identity.reloads', type: 'counter', family: 'restpipe_identity_reloads_total', nodes: 'both', help: 'reloads that put a new key, certificate, CA bundle or CRL in use (SIGHUP, folder change, reloadIdentity())' },
+  { statsd: 'identity.reload_failed', type: 'counter', family: 'restpipe_identity_reload_failures_total', nodes: 'both', help: 'reloads that failed: the node kept the identity it had' },
+  { statsd: 'identity.expires_in_s', type: 'gauge', family: 'restpipe_identity_expires_in_seconds', nodes: 'both', help: "seconds until the node's own certificate expires (sent at start, hourly and on reload)" },
+  { statsd: 'identity.ca_expires_in_s', type: 'gauge', family: 'restpipe_identity_ca_expires_in_seconds', nodes: 'both', help: 'seconds until the first CA the node trusts expires' },
 ];
 
 /** The family counting names that `METRIC_MAPPINGS` does not map. */
