@@ -8,7 +8,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createCa, createClientIdentity } from '@restpipe/certs-tool';
+import { createCa, createClientIdentity, createCrl } from '@restpipe/certs-tool';
 import { CrlError, TrustError, TrustStore, crlPemBlocks, crlSignedBy, parseCrl, serialKey } from '@restpipe/shared';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeCrl, openssl } from './helpers/crl.js';
@@ -84,6 +84,24 @@ describe('the CRL reader', () => {
     await openssl(['ca', '-config', file('ca.cnf'), '-gencrl', '-out', file('delta.pem')]);
     const delta = onlyCrl(await readFile(file('delta.pem'), 'utf8'));
     expect(() => parseCrl(delta)).toThrow(/delta CRL/);
+  });
+});
+
+describe('CRLs made by restpipe-certs', () => {
+  it.each(['rsa', 'ec'] as const)('are read and verified by the nodes (%s CA): serials, nextUpdate, revocation', async (keyType) => {
+    const ca = await createCa({ commonName: `Tool ${keyType} CA`, keyType });
+    const revoked = await createClientIdentity(ca, { commonName: 'tool-revoked', keyType });
+    const kept = await createClientIdentity(ca, { commonName: 'tool-kept', keyType });
+    const serial = new X509Certificate(revoked.certPem).serialNumber;
+    const now = new Date();
+    const pem = await createCrl(ca, [{ serialHex: serial, revokedAt: now, reason: 'keyCompromise' }], { crlNumber: 3, now, nextUpdateDays: 10 });
+    const crl = parseCrl(onlyCrl(pem));
+    expect([...crl.revoked]).toEqual([serialKey(serial)]);
+    expect(Math.round(((crl.nextUpdate?.getTime() ?? 0) - now.getTime()) / DAY_MS)).toBe(10);
+    expect(crlSignedBy(crl, new X509Certificate(ca.certPem).publicKey)).toBe(true);
+    const store = TrustStore.from(ca.certPem, pem);
+    expect(store.check(new X509Certificate(revoked.certPem))?.code).toBe('CERT_REVOKED');
+    expect(store.check(new X509Certificate(kept.certPem))).toBeUndefined();
   });
 });
 

@@ -190,6 +190,23 @@ describe('revocation', () => {
   });
 });
 
+describe('a CRL for some CAs only', () => {
+  it("admits the clients of a CA that has no CRL in crl.pem (OpenSSL alone would refuse them all), and still revokes the other CA's", async () => {
+    const pki = await testPki();
+    const second = await createCa({ commonName: 'RestPipe Second CA', keyBits: 2048 });
+    const bundle = pki.ca.certPem + second.certPem;
+    const lost = await pki.client('first-ca-lost');
+    const crl = await makeCrl(pki.ca, { revoke: [lost.cert] });
+    const { server, log } = await startServer({ identity: { ...pki.server, ca: bundle, crl } });
+    const other = await createClientIdentity(second, { commonName: 'second-ca-branch', keyBits: 2048 });
+    const client = await startClient(server, { name: 'second-ca-branch', identity: { key: other.keyPem, cert: other.certPem, ca: pki.ca.certPem } });
+    expect(await answers(client)).toBe(200);
+    const peer = await rawTlsPeer(server.pipeAddress.port, lost, { expectFailure: true });
+    await peer.waitClosed();
+    await waitFor(() => log.warnings().some((l) => l.msg.startsWith('refused a client: its certificate is revoked (serial')), 2000, 'the refusal');
+  });
+});
+
 describe('session resumption', () => {
   it('a reconnect after a server restart resumes the session (same key, same CAs)', async () => {
     const port = await freePort();
