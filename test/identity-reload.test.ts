@@ -110,6 +110,54 @@ describe('revocation', () => {
     expect(server.registry.size).toBe(1);
   });
 
+  it('names why in the one line for an expired, not yet valid, wrong-usage or foreign certificate; the good client stays', async () => {
+    const pki = await testPki();
+    const { server, log, stats } = await startServer();
+    const good = await startClient(server, { name: 'good-one' });
+    const goodExchange = server.registry.get('good-one');
+    const expired = await createClientIdentity(pki.ca, { commonName: 'old-one', validFrom: new Date(Date.now() - 10 * DAY_MS), days: 1, keyBits: 2048 });
+    const future = await createClientIdentity(pki.ca, { commonName: 'early-one', validFrom: new Date(Date.now() + 2 * DAY_MS), days: 3, keyBits: 2048 });
+    const serverCert = await createServerIdentity(pki.ca, { commonName: 'posing', dnsNames: ['posing.example'], keyBits: 2048 });
+    const foreign = await (await foreignPki()).client('intruder');
+    const cases: Array<[TlsIdentity, string, string]> = [
+      [{ key: expired.keyPem, cert: expired.certPem, ca: pki.ca.certPem }, 'CERT_HAS_EXPIRED', 'refused a client: its certificate expired on '],
+      [{ key: future.keyPem, cert: future.certPem, ca: pki.ca.certPem }, 'CERT_NOT_YET_VALID', 'refused a client: its certificate is not valid before '],
+      [
+        { key: serverCert.keyPem, cert: serverCert.certPem, ca: pki.ca.certPem },
+        'INVALID_PURPOSE',
+        'refused a client: its certificate does not allow client authentication',
+      ],
+      [{ ...foreign, ca: pki.ca.certPem }, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'refused a client: its certificate is not signed by a CA this node trusts'],
+    ];
+    for (const [identity, code, message] of cases) {
+      const before = log.warnings().length;
+      const peer = await rawTlsPeer(server.pipeAddress.port, identity, { expectFailure: true });
+      await peer.waitClosed();
+      await waitFor(() => log.warnings().length > before, 2000, `the refusal (${code})`);
+      const line = log.warnings().slice(before);
+      expect(
+        line.map((l) => l['code']),
+        code,
+      ).toEqual([code]);
+      expect(line[0]?.msg.startsWith(message), `${line[0]?.msg} starts with ${message}`).toBe(true);
+    }
+    expect(stats.count('connections.refused')).toBe(4);
+    expect(server.registry.get('good-one')).toBe(goodExchange);
+    expect(await answers(good)).toBe(200);
+  });
+
+  it('refuses a client that sends no certificate, with one line; nothing reaches the pipe', async () => {
+    const pki = await testPki();
+    const { server, log, stats } = await startServer();
+    const peer = await rawTlsPeer(server.pipeAddress.port, { ca: pki.ca.certPem }, { expectFailure: true });
+    await peer.waitClosed();
+    await waitFor(() => log.warnings().length > 0, 2000, 'the refusal');
+    expect(log.warnings().map((l) => [l.msg, l['code']])).toEqual([['refused a client: it sent no certificate', 'NO_CERTIFICATE']]);
+    expect(stats.count('connections.refused')).toBe(1);
+    expect(peer.frames).toHaveLength(0);
+    expect(server.registry.size).toBe(0);
+  });
+
   it('revoke + reloadIdentity(): the revoked client gets GoAway and its pipe closes within 1 s; another keeps answering', async () => {
     const pki = await testPki();
     const victimId = await pki.client('victim');
