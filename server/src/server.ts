@@ -200,7 +200,7 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     this.tlsServer.listen(this.config.bindPort, this.config.bindInterface);
     await once(this.tlsServer, 'listening');
     const pipe = this.pipeAddress;
-    this.log.info({ address: pipe.address, port: pipe.port, tlsMinVersion: this.kit.tlsOptions().minVersion }, 'pipe listening for clients');
+    this.log.info({ address: pipe.address, port: pipe.port }, 'pipe listening for clients');
     this.kit.startIdentityMonitor();
     if (this.kit.identityFromFiles) this.watch = new IdentityWatch(this.config.certPath, () => this.reloadFrom('watch'), this.log);
     if (this.app) this._gatewayAddress = await this.kit.listenGateway(this.app);
