@@ -126,7 +126,9 @@ describe('the trust store', () => {
     const revokingCrl = await makeCrl(pki.ca, { revoke: [(await pki.client('crl-twin')).cert] });
     const both = TrustStore.from(pki.ca.certPem + twin.certPem, twinCrl + revokingCrl);
     expect(both.cas.map((c) => c.revoked.size)).toEqual([1, 0]);
-    expect(() => TrustStore.from(pki.ca.certPem, 'no pem here')).toThrow(/holds no PEM CRL/);
+    expect(() => TrustStore.from(pki.ca.certPem, 'no pem here')).toThrow(
+      'the CRL file is not a PEM certificate revocation list (no -----BEGIN X509 CRL----- block)',
+    );
     expect(() => TrustStore.from('nothing', undefined)).toThrow(/holds no PEM certificate/);
   });
 

@@ -153,7 +153,9 @@ describe('restpipe-server at start', () => {
     await writeFile(join(dir, 'crl.pem'), await makeCrl(await createCa({ commonName: 'Some Other CA', keyBits: 2048 })));
     const run = await runToExit(SERVER_CLI, { ...TEST_ENV, RP_SERVER_CERT_PATH: dir });
     expect(run.code).toBe(2);
-    expect(run.stderr).toBe(`restpipe-server: RP_CONFIG: RP_SERVER_CERT_PATH="${dir}": the CRL of CN=Some Other CA in crl.pem is from no CA in ca.crt.pem\n`);
+    expect(run.stderr).toBe(
+      `restpipe-server: RP_IDENTITY_FILES: RP_SERVER_CERT_PATH="${dir}": the CRL of CN=Some Other CA in crl.pem is from no CA in ca.crt.pem\n`,
+    );
     expect(run.stdout).toBe('');
   });
 

@@ -30,10 +30,13 @@ const TABLE = {
   RP_INTERNAL: { event: 'HANDLER_THREW', doc: 'an unexpected gateway error (a bug: please report it)' },
   RP_PROTOCOL: { event: 'PIPE_BROKEN', doc: '(logs) the peer broke the wire protocol; the connection is closed' },
   RP_CONFIG: { event: 'BAD_REQUEST', doc: '(exit 2) an invalid setting; the message names the variable and the value' },
-  RP_IDENTITY: { event: 'PEER_NOT_CONNECTED', doc: "(logs) the peer's certificate lacks the right extended key usage" },
+  RP_IDENTITY: {
+    event: 'PEER_NOT_CONNECTED',
+    doc: "(logs) the peer's certificate is not acceptable: revoked, no longer trusted, or without the right extended key usage",
+  },
   RP_IDENTITY_FILES: {
     event: 'BAD_REQUEST',
-    doc: "(exit 2) the node's own identity files do not parse, the key does not match the certificate, or the certificate is not valid now, lacks the node's usage or is not signed by the CA",
+    doc: "(exit 2) the node's own identity files do not parse, the key does not match the certificate, the certificate is not valid now, lacks the node's usage or is not signed by the CA, or a CRL in `crl.pem` is not signed by a CA of `ca.crt.pem`; (logs) the same found by a reload, which keeps the identity in use",
   },
 } as const satisfies Record<`RP_${string}`, { event: EventCodeName; doc: string }>;
 

@@ -4,17 +4,17 @@
  * certificate folder are readable and parse, the key is the certificate's,
  * the certificate is valid now, allows the node's usage (serverAuth for the
  * server, clientAuth for the client) and chains to the CA, and an optional
- * CRL file parses. Each problem is one `IdentityFilesError` naming the
+ * CRL file parses and each of its CRLs is signed by a CA of the CA file. Each problem is one `IdentityFilesError` naming the
  * folder's variable and the file, so the operator knows what to replace;
  * a file that cannot be read is the `ConfigError` a start gives.
  */
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createSecureContext } from 'node:tls';
 import { showSetting } from './config.js';
 import { IdentityFilesError } from './errors.js';
 import { allowsUsage, CLIENT_AUTH_OID, type IdentityFileNames, loadIdentity, SERVER_AUTH_OID, subjectCommonName } from './tls.js';
+import { TrustError, TrustStore } from './trust-store.js';
 
 /** What a node's identity must be. */
 export interface IdentityCheck {
@@ -138,10 +138,11 @@ export function checkIdentityFiles(dir: string, check: IdentityCheck, now: Date 
     }
     if (pem !== undefined) {
       try {
-        // OpenSSL parses it as TLS would load it; nothing listens.
-        createSecureContext({ ca: identity.ca, crl: pem });
+        // As the node reads it: every CRL parses and is signed by a CA of the CA file.
+        TrustStore.from(String(identity.ca), String(pem), { ca: files.ca, crl: check.crlFile });
       } catch (err) {
-        throw fail(`${check.crlFile} is not a PEM certificate revocation list (${(err as Error).message})`, err);
+        if (err instanceof TrustError) throw fail(err.message, err);
+        throw err;
       }
       crl = true;
     }

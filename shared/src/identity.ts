@@ -5,7 +5,7 @@
  * and a reload that does not pass keeps the identity it has.
  */
 import { X509Certificate, createHash, createPrivateKey } from 'node:crypto';
-import { ConfigError } from './errors.js';
+import { IdentityFilesError } from './errors.js';
 import { CRL_FILE, type IdentityFileNames, type TlsIdentity } from './tls.js';
 import { TrustError, TrustStore, validity } from './trust-store.js';
 
@@ -38,14 +38,14 @@ export function fileLabels(files: IdentityFileNames): IdentityLabels {
 }
 
 /**
- * Checks an identity and parses what the node needs from it. Throws a
- * `ConfigError` (one line, naming the file) when the key or a certificate
+ * Checks an identity and parses what the node needs from it. Throws an
+ * `IdentityFilesError` (one line, naming the file) when the key or a certificate
  * does not parse, the key is not the certificate's, or a CRL is not signed
  * by a CA of the bundle.
  */
 export function prepareIdentity(identity: TlsIdentity, labels: IdentityLabels = GIVEN_IDENTITY_LABELS, prefix = ''): LoadedIdentity {
   const fail = (message: string, cause?: unknown): never => {
-    throw new ConfigError(`${prefix}${message}`, cause === undefined ? undefined : { cause });
+    throw new IdentityFilesError(`${prefix}${message}`, cause === undefined ? undefined : { cause });
   };
   let certificate: X509Certificate | undefined;
   try {
@@ -58,7 +58,7 @@ export function prepareIdentity(identity: TlsIdentity, labels: IdentityLabels = 
     const key = createPrivateKey(identity.key);
     if (!cert.checkPrivateKey(key)) fail(`${labels.key} is not the key of ${labels.cert} (${cert.subject.replace(/\n/g, ', ')})`);
   } catch (err) {
-    if (err instanceof ConfigError) throw err;
+    if (err instanceof IdentityFilesError) throw err;
     fail(`${labels.key} is not a usable private key (${(err as Error).message})`, err);
   }
   let trust: TrustStore | undefined;

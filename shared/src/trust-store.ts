@@ -104,13 +104,13 @@ export class TrustStore {
     const newest: Array<Crl | undefined> = certs.map(() => undefined);
     if (crlText !== undefined) {
       const ders = crlPemBlocks(crlText);
-      if (ders.length === 0) throw new TrustError(`${names.crl} holds no PEM CRL (-----BEGIN X509 CRL-----)`);
+      if (ders.length === 0) throw new TrustError(`${names.crl} is not a PEM certificate revocation list (no -----BEGIN X509 CRL----- block)`);
       ders.forEach((der, n) => {
         let crl: Crl;
         try {
           crl = parseCrl(der);
         } catch (err) {
-          throw new TrustError(`CRL ${n + 1} in ${names.crl} does not parse (${(err as Error).message})`);
+          throw new TrustError(`${names.crl} is not a PEM certificate revocation list (CRL ${n + 1}: ${(err as Error).message})`);
         }
         const issuer = nameText(crl.issuerDer);
         const named = certs.map((_, i) => i).filter((i) => (subjects[i] as Buffer).equals(crl.issuerDer));
