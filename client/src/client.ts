@@ -322,7 +322,7 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
       this.transition('connected');
       this.stats.increment('connect.successes');
       if (resumed) this.stats.increment('connect.resumed');
-      this.log.info({ server: `${this.config.targetHostname}:${this.config.targetPort}`, attempts, tlsResumed: resumed }, 'connected to the server');
+      this.log.info({ server: `${this.config.targetHostname}:${this.config.targetPort}`, tlsResumed: resumed, attempts }, 'connected to the server');
       this.emit('status', { type: 'connected', exchange, attempts, resumed });
       this.callHook('connect_success', () => this.hooks.connect_success(attempts, this.lastDisconnectedAt));
       const error = await new Promise<Error | undefined>((resolve) => exchange.once('close', resolve));
