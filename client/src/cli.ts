@@ -16,7 +16,7 @@ await runNodeCli({
   loadConfig: () => loadClientConfig(),
   handler: { base: ClientEventHandler, example: ClientExampleHandler },
   hooks: { base: ClientConnectionStateEvents, variable: 'RP_CLIENT_CONNECTION_STATE_CHANGE_EVENT_CLASS' },
-  identity: { files: CLIENT_IDENTITY_FILES, variable: 'RP_CLIENT_CERT_PATH', usage: 'clientAuth' },
+  identity: { files: CLIENT_IDENTITY_FILES, variable: 'RP_CLIENT_CERT_PATH', usage: 'clientAuth', crlFile: 'crl.pem' },
   describe: (config) =>
     `server ${config.targetHostname}:${config.targetPort}${config.targetServername === config.targetHostname ? '' : ` (certificate name ${config.targetServername})`}`,
   start: async (parts) => {
