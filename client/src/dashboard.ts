@@ -8,13 +8,24 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from '@restpipe/shared';
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { ClientStatusEvent } from './client.js';
+
+/**
+ * The status events the history reads: the part of the client's
+ * `DashboardStatusEvent` union it needs, named here so this module does not
+ * import the client that registers it.
+ */
+export type DashboardStatusEvent =
+  | { type: 'connected'; attempts: number; exchange?: unknown }
+  | { type: 'disconnected'; error: Error | undefined }
+  | { type: 'connect_failed'; attempts: number; error: Error }
+  | { type: 'state'; from: string; to: string }
+  | { type: 'identity' };
 
 /** What the dashboard needs of the client (a `RestPipeClient` has it all). */
 export interface ClientDashboardSource {
   readonly log: Logger;
   status(): Record<string, unknown>;
-  on(event: 'status', listener: (event: ClientStatusEvent) => void): unknown;
+  on(event: 'status', listener: (event: DashboardStatusEvent) => void): unknown;
 }
 
 /** One line of the connection history; consecutive failed attempts fold into one. */
@@ -32,7 +43,7 @@ export class ConnectionHistory {
     private readonly now: () => number = Date.now,
   ) {}
 
-  add(event: ClientStatusEvent): void {
+  add(event: DashboardStatusEvent): void {
     const time = new Date(this.now()).toISOString();
     const newest = this.entries[0];
     if (event.type === 'connected') this.push({ type: 'connected', time, attempts: event.attempts });
