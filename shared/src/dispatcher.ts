@@ -29,6 +29,8 @@ export interface IncomingEvent {
   body: Buffer;
   /** The body as a stream, for handlers listed in `streamedBodies`. */
   stream?: Readable;
+  /** The requester's deadline in ms as it sent it (0: none). */
+  deadlineMs?: number;
 }
 
 /** What goes back over the pipe. */
@@ -40,6 +42,25 @@ export interface EventReply {
   stream?: AsyncIterable<unknown>;
   /** The handler method that ran, when one did (for per-handler metrics). */
   method?: string;
+  /** The length of `stream` when known in advance (a forwarded reply); -1 or absent: unknown. */
+  contentLength?: number;
+}
+
+/** What the pipe needs to know of a route before it dispatches: whether it takes the body as a stream. */
+export interface RouteInfo {
+  readonly streamed: boolean;
+}
+
+/**
+ * What the pipe hands incoming events to: the `Dispatcher` (a handler's
+ * methods), or anything else that answers events, such as a cluster
+ * instance forwarding them to a client it holds.
+ */
+export interface EventRouter {
+  /** The route of a verb and noun, resolved before the body is read; undefined: none. */
+  route(verb: string, noun: string): RouteInfo | undefined;
+  /** Answers one event; never rejects. */
+  dispatch(event: IncomingEvent, ctx: EventContext, route: RouteInfo | undefined): Promise<EventReply>;
 }
 
 /** True when `noun` is a well-formed noun path (letters, digits, `_`, `/` between segments). */
@@ -92,7 +113,7 @@ function methodTable(handler: EventHandler): Map<string, HandlerMethod> {
   return table;
 }
 
-export class Dispatcher {
+export class Dispatcher implements EventRouter {
   private readonly methods: Map<string, HandlerMethod>;
   private readonly fallback: HandlerMethod | undefined;
   private readonly streamed: ReadonlySet<string>;

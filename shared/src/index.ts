@@ -43,6 +43,8 @@ export {
   exceptionReply,
   type IncomingEvent,
   type EventReply,
+  type EventRouter,
+  type RouteInfo,
   type Verb,
   type Route,
 } from './dispatcher.js';

@@ -94,7 +94,16 @@ export const SETTINGS = [
   { name: 'RP_SERVER_CONNECTION_STATE_CHANGE_EVENT_CLASS', nodes: 'server', field: 'hooksClass', type: 'class', doc: 'hooks class, `module#Class`, extending `ServerConnectionStateEvents`' },
   { name: 'RP_SERVER_IDLE_HOOK_INTERVAL_S', nodes: 'server', field: 'idleHookIntervalMs', type: 'seconds', default: 60, min: 0.01, max: 86400, doc: 'how often the `idle` hook fires while no client is connected' },
   { name: 'RP_SERVER_HANDSHAKE_TIMEOUT_S', nodes: 'server', field: 'handshakeTimeoutMs', type: 'seconds', default: 10, min: 0.1, max: 600, doc: 'a TLS handshake not done by then is dropped' },
-  { name: 'RP_CLIENT_TARGET_HOSTNAME', nodes: 'client', field: 'targetHostname', type: 'host', default: 'localhost', doc: 'the server to dial' },
+  { name: 'RP_SERVER_NATS_URL', nodes: 'server', field: 'natsUrl', type: 'string', check: natsUrlProblem, doc: 'NATS servers of a cluster of server instances, comma-separated (`nats://host:4222`, `tls://…`); empty: a single instance' },
+  { name: 'RP_SERVER_CLUSTER_NAME', nodes: 'server', field: 'clusterName', type: 'string', default: 'restpipe', check: subjectTokenProblem, doc: "the cluster's NATS subject namespace: instances with the same name and NATS servers form one cluster" },
+  { name: 'RP_SERVER_INSTANCE_NAME', nodes: 'server', field: 'instanceName', type: 'string', defaultDoc: '`<hostname>:<pipe port>`', check: instanceNameProblem, doc: "this instance's name in the cluster (unique per instance)" },
+  { name: 'RP_SERVER_NATS_CA', nodes: 'server', field: 'natsCa', type: 'path', doc: 'CA bundle (PEM) that the NATS servers\' certificates must chain to; setting it requires TLS' },
+  { name: 'RP_SERVER_NATS_CERT', nodes: 'server', field: 'natsCert', type: 'path', doc: 'client certificate (PEM) for NATS servers that verify clients; with `RP_SERVER_NATS_KEY`' },
+  { name: 'RP_SERVER_NATS_KEY', nodes: 'server', field: 'natsKey', type: 'path', doc: 'key (PEM) of `RP_SERVER_NATS_CERT`' },
+  { name: 'RP_SERVER_NATS_USER', nodes: 'server', field: 'natsUser', type: 'string', doc: 'NATS user name; with `RP_SERVER_NATS_PASSWORD`' },
+  { name: 'RP_SERVER_NATS_PASSWORD', nodes: 'server', field: 'natsPassword', type: 'string', doc: 'password of `RP_SERVER_NATS_USER`' },
+  { name: 'RP_SERVER_NATS_CREDS', nodes: 'server', field: 'natsCreds', type: 'path', doc: 'NATS credentials file (a user JWT and its nkey seed) instead of user and password' },
+  { name: 'RP_CLIENT_TARGET_HOSTNAME', nodes: 'client', field: 'targetHostname', type: 'string', default: 'localhost', check: targetListProblem, doc: 'the server to dial, or the instances of a cluster, comma-separated: each `host` or `host:port` (a bare host uses `RP_CLIENT_TARGET_PORT`); the client shuffles them and moves to the next on failure or GoAway' },
   { name: 'RP_CLIENT_TARGET_PORT', nodes: 'client', field: 'targetPort', type: 'int', default: 1234, min: 1, max: 65535, doc: "the server's pipe port" },
   { name: 'RP_CLIENT_TARGET_SERVERNAME', nodes: 'client', field: 'targetServername', type: 'host', defaultFrom: 'RP_CLIENT_TARGET_HOSTNAME', defaultDoc: 'the target hostname', doc: "the name the server's certificate must carry (DNS or IP SAN)" },
   { name: 'RP_CLIENT_CERT_PATH', nodes: 'client', field: 'certPath', type: 'path', default: '/etc/restpipe/client', doc: 'folder with `restpipe.client.key.pem`, `restpipe.client.crt.pem`, `ca.crt.pem` and optionally `crl.pem`; re-read on SIGHUP' },
@@ -130,6 +139,37 @@ export const SETTINGS = [
   { name: 'RP_LOG_FORMAT', nodes: 'both', field: 'logFormat', type: 'enum', default: 'json', values: LOG_FORMATS, doc: '`json` (one JSON object a line) or `pretty` (readable lines for a terminal, through pino-pretty)' },
   { name: 'DEBUG', nodes: 'both', field: 'debug', type: 'flag', doc: "`1` (or `true`/`yes`/`on`): logs at level `debug` (connections, state changes, frames); other values (such as the debug package's `express:*`) are ignored" },
 ] as const satisfies readonly Setting[];
+
+/** A NATS subject token: no dots, wildcards or blanks. */
+function subjectTokenProblem(value: string): string | undefined {
+  return /^[A-Za-z0-9_-]{1,64}$/.test(value) ? undefined : 'letters, digits, `_` and `-` only (1 to 64 of them)';
+}
+
+/** An instance name travels in NATS subjects (escaped) and logs: printable, no blanks, bounded. */
+function instanceNameProblem(value: string): string | undefined {
+  return /^[\x21-\x7e]{1,128}$/.test(value) ? undefined : 'printable characters without blanks (1 to 128 of them)';
+}
+
+/** `nats://host:port`, `tls://host:port` or `host:port`, comma-separated. */
+function natsUrlProblem(value: string): string | undefined {
+  for (const part of value.split(',').map((p) => p.trim())) {
+    if (!/^(?:(?:nats|tls):\/\/)?(?:[^\s/@]+@)?[A-Za-z0-9.-]+(?::\d{1,5})?$|^(?:(?:nats|tls):\/\/)?\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/.test(part)) {
+      return `"${part}" is not a NATS server address (nats://host:port or tls://host:port)`;
+    }
+  }
+  return undefined;
+}
+
+/** `host` or `host:port` (IPv6 in brackets), comma-separated, at least one. */
+function targetListProblem(value: string): string | undefined {
+  const parts = value.split(',').map((p) => p.trim());
+  for (const part of parts) {
+    const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:,[\]]+))(?::(\d{1,5}))?$/.exec(part);
+    if (!m) return `"${part}" is not a host or host:port`;
+    if (m[3] !== undefined && (Number(m[3]) < 1 || Number(m[3]) > 65535)) return `"${part}": the port must be from 1 to 65535`;
+  }
+  return undefined;
+}
 
 /** statsd's line protocol splits on these, so a name holding one would corrupt every metric. */
 function metricPrefixProblem(prefix: string): string | undefined {

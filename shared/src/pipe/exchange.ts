@@ -25,7 +25,7 @@ import {
   type Request,
 } from '@restpipe/proto';
 import type { Logger } from 'pino';
-import type { Dispatcher } from '../dispatcher.js';
+import type { EventRouter } from '../dispatcher.js';
 import { PipeBrokenError, ProtocolError, RestPipeError, ShuttingDownError } from '../errors.js';
 import { EventCode } from '../event-codes.js';
 import type { PeerInfo } from '../handler.js';
@@ -47,7 +47,8 @@ export interface MessageExchangeOptions {
   socket: Duplex;
   role: PipeRole;
   peer: PeerInfo;
-  dispatcher: Dispatcher;
+  /** Answers the peer's requests: a handler's `Dispatcher`, or any other `EventRouter`. */
+  dispatcher: EventRouter;
   log: Logger;
   stats: Stats;
   /** Frame, body, stream, heartbeat and in-flight limits (usually the node's config). */

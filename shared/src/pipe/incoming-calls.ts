@@ -8,7 +8,7 @@
 import type { Readable } from 'node:stream';
 import type { Request } from '@restpipe/proto';
 import type { Logger } from 'pino';
-import type { Dispatcher, EventReply, Route } from '../dispatcher.js';
+import type { EventReply, EventRouter, RouteInfo } from '../dispatcher.js';
 import { BodyTooLargeError, DeadlineExceededError, OverloadedError, PipeBrokenError, RestPipeError, ShuttingDownError } from '../errors.js';
 import { EventCode } from '../event-codes.js';
 import { HandlerContext } from '../event-context.js';
@@ -24,7 +24,7 @@ export interface IncomingHost {
   writer: FrameWriter;
   streams: StreamTable;
   sweep: DeadlineSweep;
-  dispatcher: Dispatcher;
+  dispatcher: EventRouter;
   stats: Stats;
   log: Logger;
   peer: PeerInfo;
@@ -153,7 +153,7 @@ export class IncomingCalls {
     const { id } = req;
     const started = performance.now();
     let reply: EventReply;
-    let route: Route | undefined;
+    let route: RouteInfo | undefined;
     try {
       let body = Buffer.isBuffer(req.body) ? req.body : Buffer.from(req.body);
       let stream: Readable | undefined;
@@ -170,7 +170,11 @@ export class IncomingCalls {
       } else if (body.length > host.maxBodyBytes) {
         throw new BodyTooLargeError(`request body of ${body.length} bytes is over RP_MAX_BODY_BYTES (${host.maxBodyBytes})`);
       }
-      reply = await host.dispatcher.dispatch({ verb: req.verb, noun: req.noun, args: req.args, mimetype: req.mimetype, body, stream }, entry.ctx, route);
+      reply = await host.dispatcher.dispatch(
+        { verb: req.verb, noun: req.noun, args: req.args, mimetype: req.mimetype, body, stream, deadlineMs: req.deadlineMs },
+        entry.ctx,
+        route,
+      );
     } catch (err) {
       const e = err instanceof RestPipeError ? err : new PipeBrokenError(`request body broke: ${(err as Error).message}`, { cause: err });
       reply = { code: e.eventCode, mimetype: 'application/json', body: errorBody(e) };
@@ -215,7 +219,13 @@ export class IncomingCalls {
     }
     try {
       host.writer.send({
-        reply: { id, code: reply.code, mimetype: reply.mimetype, streaming: true, contentLength: reply.stream ? -1 : reply.body.length },
+        reply: {
+          id,
+          code: reply.code,
+          mimetype: reply.mimetype,
+          streaming: true,
+          contentLength: reply.stream ? (reply.contentLength ?? -1) : reply.body.length,
+        },
       });
       // The deadline covered the wait for the reply; a long download is not late.
       host.sweep.remove(entry);
