@@ -16,6 +16,7 @@ describe('the nats-server fixture', () => {
       // Interest crosses the routes asynchronously: publish until it arrives.
       const first = (async () => {
         for await (const m of got) return m.string();
+        return undefined;
       })();
       let answer: string | undefined;
       first.then((v) => (answer = v));
