@@ -111,6 +111,8 @@ describe('errors and event codes', () => {
     DeadlineExceededError: new shared.DeadlineExceededError(250),
     PipeBrokenError: new shared.PipeBrokenError(undefined, { cause }),
     ShuttingDownError: new shared.ShuttingDownError(undefined, { cause }),
+    InstanceGoneError: new shared.InstanceGoneError(undefined, { cause }),
+    ClusterUnavailableError: new shared.ClusterUnavailableError('branch-01', { cause }),
     OverloadedError: new shared.OverloadedError(64, 2, { cause }),
     InvalidNounError: new shared.InvalidNounError('a b'),
     NoRouteError: new shared.NoRouteError('no route for GET /x', { cause }),

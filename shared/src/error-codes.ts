@@ -18,6 +18,14 @@ const TABLE = {
   RP_DEADLINE_EXCEEDED: { event: 'DEADLINE_EXCEEDED', doc: 'no reply within the deadline' },
   RP_PIPE_BROKEN: { event: 'PIPE_BROKEN', doc: 'the pipe broke with the request in flight' },
   RP_SHUTTING_DOWN: { event: 'SHUTTING_DOWN', doc: 'the node is draining' },
+  RP_INSTANCE_GONE: {
+    event: 'PIPE_BROKEN',
+    doc: '(cluster) the server instance holding the client went away, or could not be reached, with the request in flight',
+  },
+  RP_CLUSTER_UNAVAILABLE: {
+    event: 'PEER_NOT_CONNECTED',
+    doc: '(cluster) the client is not connected to this instance and the link to NATS is down, so the other instances cannot be asked',
+  },
   RP_OVERLOADED: {
     event: 'OVERLOADED',
     doc: 'the pipe has `RP_MAX_IN_FLIGHT` requests in flight; retry after the `Retry-After` seconds',

@@ -67,6 +67,24 @@ export class PipeBrokenError extends RestPipeError {
   }
 }
 
+/** (cluster) The server instance holding the client went away, or could not be reached, with the request in flight. */
+export class InstanceGoneError extends RestPipeError {
+  constructor(message = 'the server instance holding the client went away with the request in flight', options?: ErrorOptions) {
+    super('RP_INSTANCE_GONE', message, options);
+  }
+}
+
+/** (cluster) The client is not on this instance and NATS is unreachable, so no other instance can be asked. */
+export class ClusterUnavailableError extends RestPipeError {
+  constructor(clientName: string, options?: ErrorOptions) {
+    super(
+      'RP_CLUSTER_UNAVAILABLE',
+      `client "${clientName}" is not connected to this instance and the link to NATS is down, so the other instances cannot be asked`,
+      options,
+    );
+  }
+}
+
 /** The node (or the peer) is draining and takes no new requests. */
 export class ShuttingDownError extends RestPipeError {
   constructor(message = 'the node is shutting down', options?: ErrorOptions) {

@@ -9,6 +9,8 @@ export {
   PeerNotConnectedError,
   DeadlineExceededError,
   PipeBrokenError,
+  InstanceGoneError,
+  ClusterUnavailableError,
   ShuttingDownError,
   OverloadedError,
   InvalidNounError,
