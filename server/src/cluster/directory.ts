@@ -533,7 +533,11 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     const sync: Sync = { buffered: [], overflow: false, again: false };
     remote.sync = sync;
     this.opts.stats.increment('cluster.presence.resyncs');
-    void this.runSync(remote, sync);
+    this.runSync(remote, sync).catch((err: unknown) => {
+      if (remote.sync === sync) remote.sync = undefined;
+      remote.needsSync = true;
+      this.opts.log.error({ err, instance: remote.name }, 'cluster presence: applying a client list failed');
+    });
   }
 
   private async runSync(remote: RemoteInstance, sync: Sync): Promise<void> {
