@@ -87,6 +87,23 @@ describe('the cluster directory', () => {
     expect(b.dir.instances()[0]?.clients).toBe(1233);
   });
 
+  it('pages fit the server’s max_payload, and overlong texts are cut to size', async () => {
+    const nats = await startNatsServer({ maxPayload: 64 * 1024 });
+    const a = await startInstance(nats.url, 'inst-a');
+    for (let i = 0; i < 300; i++) {
+      const rec = { ...clientRecord(`c-${i}`, 'inst-a'), agent: 'x'.repeat(i === 0 ? 5000 : 1000) };
+      a.local.set(rec.name, rec);
+      a.dir.localConnected(rec);
+    }
+    const b = await startInstance(nats.url, 'inst-b');
+    await b.waitForCount('300 connected clients', isConnection('connected', 'inst-a'), 300);
+    // 300 records of about 1.2 kB each: at least 6 pages of 64 KiB.
+    expect(a.stats.count('cluster.presence.snapshot_pages_served')).toBeGreaterThanOrEqual(6);
+    expect(a.stats.count('cluster.presence.publish_failures')).toBe(0);
+    expect(b.dir.holderOf('c-0')?.agent).toBe('x'.repeat(PRESENCE_LIMITS.textChars));
+    expect(b.stats.count('cluster.presence.malformed')).toBe(0);
+  });
+
   it('pages after the first are of the gen of the first, even when the list changed meanwhile', async () => {
     const nats = await startNatsServer();
     const a = await startInstance(nats.url, 'inst-a');
