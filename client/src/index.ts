@@ -3,6 +3,7 @@ export { RestPipeClient, type ClientOptions, type ClientState, type ClientStatus
 export { loadClientConfig, CLIENT_IDENTITY_FILES, type ClientConfig } from './config.js';
 export { ClientEventHandler, ClientExampleHandler, ClientConnectionStateEvents } from './handler.js';
 export { Backoff, type BackoffOptions } from './backoff.js';
+export { parseTargets, targetAddress, TargetRotation, type Target } from './targets.js';
 // What a handler module imports besides its base class, so that installing
 // @restpipe/client alone is enough to write and unit-test client handlers.
 export type { EventContext, PostData, PeerInfo, HandlerResult, HandlerMethod, EventReplyTuple } from '@restpipe/shared';
