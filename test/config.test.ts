@@ -87,6 +87,7 @@ const CLIENT_FIELDS: ReadonlyArray<keyof ClientConfig> = [
   'targetHostname',
   'targetPort',
   'targetServername',
+  'targets',
   'certPath',
   'gateway',
   'hooksClass',
@@ -276,7 +277,8 @@ describe('defaults', () => {
     expect(c).toMatchObject({
       targetHostname: 'localhost',
       targetPort: 1234,
-      targetServername: 'localhost',
+      targetServername: undefined,
+      targets: [{ host: 'localhost', port: 1234, servername: 'localhost' }],
       gateway: { host: '127.0.0.1', port: 8001 },
       reconnectInitialMs: 500,
       reconnectMaxMs: 30_000,
@@ -298,8 +300,9 @@ describe('defaults', () => {
     const s = await loadServerConfig({ RP_SERVER_BIND_INTERFACE: '', RP_SERVER_GATEWAY_SOCKET: '/run/restpipe/server.sock' });
     expect(s.bindInterface).toBe('0.0.0.0');
     expect(s.gateway).toEqual({ path: '/run/restpipe/server.sock' });
+    expect(c.targets).toEqual([{ host: 'localhost', port: 1234, servername: 'pipe.example.com' }]);
     // The servername follows a set hostname when unset itself.
-    expect((await loadClientConfig({ RP_CLIENT_TARGET_HOSTNAME: 'pipe.example.net' })).targetServername).toBe('pipe.example.net');
+    expect((await loadClientConfig({ RP_CLIENT_TARGET_HOSTNAME: 'pipe.example.net' })).targets[0]?.servername).toBe('pipe.example.net');
   });
 
   it('parse seconds with decimals, ports, booleans-ish DEBUG and log levels', async () => {
@@ -366,8 +369,10 @@ describe('the resolved config', () => {
       ['client', CLIENT_FIELDS],
     ] as const) {
       const fromTable = new Set(TABLE.filter((s) => s.field !== undefined && nodesOf(s).includes(node)).map((s) => s.field?.split('.')[0]));
+      // Fields made from several settings, besides the table's own.
+      const derived = node === 'client' ? ['targets'] : [];
       const keys = Object.keys(await load(node, {}));
-      expect(keys.sort(), node).toEqual([...fromTable].sort());
+      expect(keys.sort(), node).toEqual([...fromTable, ...derived].sort());
       expect(keys, node).toEqual(expect.arrayContaining([...existing]));
     }
   });
@@ -462,6 +467,10 @@ const BAD_VALUES: Array<[string, string, 'server' | 'client']> = [
   ['RP_SERVER_HANDSHAKE_TIMEOUT_S', '-5', 'server'],
   ['RP_CLIENT_TARGET_PORT', '0', 'client'],
   ['RP_CLIENT_TARGET_PORT', 'https', 'client'],
+  ['RP_CLIENT_TARGET_HOSTNAME', 'a.example.com,,b.example.com', 'client'],
+  ['RP_CLIENT_TARGET_HOSTNAME', 'a.example.com:99999', 'client'],
+  ['RP_CLIENT_TARGET_HOSTNAME', '::1', 'client'],
+  ['RP_CLIENT_TARGET_HOSTNAME', 'a.example.com b.example.com', 'client'],
   ['RP_CLIENT_GATEWAY_PORT', '1e3', 'client'],
   ['RP_CLIENT_RECONNECT_INITIAL_S', 'NaN', 'client'],
   ['RP_CLIENT_RECONNECT_MAX_S', 'Infinity', 'client'],
@@ -511,12 +520,41 @@ describe('a bad value', () => {
   });
 });
 
+describe('a list of servers in RP_CLIENT_TARGET_HOSTNAME', () => {
+  it('gives one target per entry, a bare host on RP_CLIENT_TARGET_PORT, each checked against its own host', async () => {
+    const c = await loadClientConfig({ RP_CLIENT_TARGET_HOSTNAME: ' a.example.com:4443, b.example.com ,[::1]:9000,10.0.0.7', RP_CLIENT_TARGET_PORT: '1500' });
+    expect(c.targets).toEqual([
+      { host: 'a.example.com', port: 4443, servername: 'a.example.com' },
+      { host: 'b.example.com', port: 1500, servername: 'b.example.com' },
+      { host: '::1', port: 9000, servername: '::1' },
+      { host: '10.0.0.7', port: 1500, servername: '10.0.0.7' },
+    ]);
+    expect(Object.isFrozen(c.targets) && c.targets.every((t) => Object.isFrozen(t))).toBe(true);
+  });
+
+  it('with RP_CLIENT_TARGET_SERVERNAME set, requires that name of every server', async () => {
+    const c = await loadClientConfig({ RP_CLIENT_TARGET_HOSTNAME: '10.0.0.7,10.0.0.8:1235', RP_CLIENT_TARGET_SERVERNAME: 'pipe.example.com' });
+    expect(c.targets.map((t) => t.servername)).toEqual(['pipe.example.com', 'pipe.example.com']);
+    expect(c.targetServername).toBe('pipe.example.com');
+  });
+
+  it('is refused with the variable, the value and the bad entry named', async () => {
+    const err = await configError(loadClientConfig({ RP_CLIENT_TARGET_HOSTNAME: 'a.example.com:4443,b.example.com:70000' }));
+    expect(err.message).toBe(
+      'RP_CLIENT_TARGET_HOSTNAME="a.example.com:4443,b.example.com:70000" is not valid: "b.example.com:70000": the port must be from 1 to 65535',
+    );
+    const empty = await configError(loadClientConfig({ RP_CLIENT_TARGET_HOSTNAME: 'a.example.com,' }));
+    expect(empty.message).toBe('RP_CLIENT_TARGET_HOSTNAME="a.example.com," is not valid: "" is not a host or host:port');
+  });
+});
+
 describe('the real executables', () => {
   const cases: Array<[string, string, string, string]> = [
     ['restpipe-server', 'RP_SERVER_BIND_PORT', 'abc', SERVER_CLI],
     ['restpipe-server', 'RP_SERVER_IDLE_HOOK_INTERVAL_S', '-1', SERVER_CLI],
     ['restpipe-client', 'RP_CLIENT_HEARTBEAT_TIMEOUT_S', '-1', CLIENT_CLI],
     ['restpipe-client', 'RP_LOG_LEVEL', 'loud', CLIENT_CLI],
+    ['restpipe-client', 'RP_CLIENT_TARGET_HOSTNAME', 'a.example.com:4443,b.example.com:', CLIENT_CLI],
   ];
   it.each(cases)('%s exits 2 with one line naming %s=%j, and never listens', async (program, variable, value, cli) => {
     const bad = { [variable]: value };
@@ -563,7 +601,7 @@ describe('the user config module', () => {
     const c = await loadClientConfig({ RP_CLIENT_USER_CONFIG_MODULE: SETTINGS_MODULE });
     expect(c.targetPort).toBe(4443);
     expect(c.targetHostname).toBe('pipe.example.com');
-    expect(c.targetServername).toBe('pipe.example.com');
+    expect(c.targets).toEqual([{ host: 'pipe.example.com', port: 4443, servername: 'pipe.example.com' }]);
     expect(c.reconnectMaxMs).toBe(2500);
     expect(c.requestTimeoutMs).toBe(12_000);
     expect(c.statsd?.prefix).toBe('from-module.');

@@ -7,6 +7,7 @@ import { runNodeCli } from '@restpipe/shared';
 import { RestPipeClient } from './client.js';
 import { CLIENT_IDENTITY_FILES, loadClientConfig } from './config.js';
 import { ClientConnectionStateEvents, ClientEventHandler, ClientExampleHandler } from './handler.js';
+import { describeTargets } from './targets.js';
 
 await runNodeCli({
   program: 'restpipe-client',
@@ -17,8 +18,7 @@ await runNodeCli({
   handler: { base: ClientEventHandler, example: ClientExampleHandler },
   hooks: { base: ClientConnectionStateEvents, variable: 'RP_CLIENT_CONNECTION_STATE_CHANGE_EVENT_CLASS' },
   identity: { files: CLIENT_IDENTITY_FILES, variable: 'RP_CLIENT_CERT_PATH', usage: 'clientAuth', crlFile: 'crl.pem' },
-  describe: (config) =>
-    `server ${config.targetHostname}:${config.targetPort}${config.targetServername === config.targetHostname ? '' : ` (certificate name ${config.targetServername})`}`,
+  describe: (config) => describeTargets(config.targets),
   start: async (parts) => {
     const client = new RestPipeClient(parts);
     await client.start();

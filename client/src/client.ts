@@ -1,9 +1,11 @@
 /**
  * The RestPipe client agent: dials the server over mutual TLS, keeps the pipe
  * up (reconnecting with backoff, never giving up), and runs the client
- * gateway (`/server/<noun>`) that sends events to the server. A reconnect
- * resumes the last TLS session when the server still honours its ticket,
- * so a fleet coming back after a server restart costs the server little.
+ * gateway (`/server/<noun>`) that sends events to the server. Given several
+ * servers (the instances of a cluster) it fails over from one to the next
+ * (see `TargetRotation`). A reconnect resumes the last TLS session with that
+ * server when it still honours its ticket, so a fleet coming back after a
+ * server restart costs the server little.
  * The identity reloads without a restart (SIGHUP, `reloadIdentity()`).
  */
 import type { X509Certificate } from 'node:crypto';
@@ -33,6 +35,7 @@ import { Backoff } from './backoff.js';
 import { CLIENT_IDENTITY_FILES, type ClientConfig } from './config.js';
 import { registerClientDashboard } from './dashboard.js';
 import { ClientConnectionStateEvents, ClientExampleHandler, type ClientEventHandler } from './handler.js';
+import { type Target, TargetRotation, targetAddress } from './targets.js';
 
 export interface ClientOptions {
   config: ClientConfig;
@@ -45,6 +48,8 @@ export interface ClientOptions {
   stats?: Stats;
   /** Start the HTTP gateway too. @default true */
   gateway?: boolean;
+  /** Random numbers in [0, 1) for the shuffle of the targets and the backoff's jitter; injectable for tests. @default Math.random */
+  random?: () => number;
 }
 
 /** The client's connection state; `transition()` allows only the moves listed here. */
@@ -52,22 +57,25 @@ export type ClientState = 'idle' | 'connecting' | 'connected' | 'waiting' | 'clo
 
 const TRANSITIONS: Readonly<Record<ClientState, readonly ClientState[]>> = {
   idle: ['connecting', 'closed'],
-  connecting: ['connected', 'waiting', 'closed'],
+  // connecting → connecting: the attempt failed and the next target of the list is dialed at once.
+  connecting: ['connected', 'waiting', 'connecting', 'closed'],
   connected: ['waiting', 'connecting', 'closed'],
   waiting: ['connecting', 'closed'],
   closed: [],
 };
 
 /**
- * Status events: a union with a `type` field. `resumed`: the TLS
- * handshake resumed an earlier session (the client always says on
- * `connected`; on `connect_failed` only when a handshake completed).
+ * Status events: a union with a `type` field. `target`: the server
+ * (`host:port`) dialed. `resumed`: the TLS handshake resumed an earlier
+ * session (the client always says on `connected`; on `connect_failed` only
+ * when a handshake completed). `disconnected` comes when the pipe broke or
+ * the server sent GoAway (requests in flight may still finish then).
  * `identity`: a reload ran.
  */
 export type ClientStatusEvent =
-  | { type: 'connected'; exchange: MessageExchange; attempts: number; resumed?: boolean }
-  | { type: 'disconnected'; error: Error | undefined }
-  | { type: 'connect_failed'; attempts: number; error: Error; resumed?: boolean }
+  | { type: 'connected'; exchange: MessageExchange; attempts: number; target: string; resumed?: boolean }
+  | { type: 'disconnected'; error: Error | undefined; target: string }
+  | { type: 'connect_failed'; attempts: number; error: Error; target: string; resumed?: boolean }
   | { type: 'state'; from: ClientState; to: ClientState }
   | ({ type: 'identity'; trigger: ReloadTrigger } & IdentityReload);
 
@@ -88,7 +96,12 @@ interface Connected {
   readonly exchange: MessageExchange;
   readonly resumed: boolean;
   readonly server: ServerCertificate;
+  /** Settles when the pipe ends. */
+  readonly ended: Promise<PipeEnd>;
 }
+
+/** How a pipe that was up ended: the server sent GoAway (it may still be open, finishing requests in flight), or it closed. */
+type PipeEnd = { readonly sentAway: true; readonly reason: string } | { readonly sentAway: false; readonly error: Error | undefined };
 
 export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }> {
   readonly config: ClientConfig;
@@ -97,11 +110,18 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
   private readonly stats: CountingStats;
   private readonly hooks: ClientConnectionStateEvents;
   private secureContext: tls.SecureContext;
-  /** The last TLS session the server gave (a TLS 1.3 ticket), offered on the next dial. */
-  private session: SavedSession | undefined;
+  /**
+   * Per target (`host:port`), the last TLS session it gave (a TLS 1.3
+   * ticket), offered on the next dial to it: a ticket is only worth
+   * offering to the server that issued it.
+   */
+  private readonly sessions = new Map<string, SavedSession>();
   /** The server of the pipe that is up, to check it again on reload. */
   private server: ServerCertificate | undefined;
+  /** Pipes whose server sent GoAway, finishing their requests in flight while the client is elsewhere; with their server, for reloads. */
+  private readonly leaving = new Map<MessageExchange, ServerCertificate>();
   private resumed = false;
+  private readonly rotation: TargetRotation;
   private readonly backoff: Backoff;
   private readonly app: FastifyInstance | undefined;
   private _state: ClientState = 'idle';
@@ -130,7 +150,9 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
     this.hooks = opts.hooks ?? new ClientConnectionStateEvents();
     // One context for every reconnect: the key and certificates are parsed once (again on reload).
     this.secureContext = this.createContext(this.kit.identity);
-    this.backoff = new Backoff({ initialMs: opts.config.reconnectInitialMs, maxMs: opts.config.reconnectMaxMs });
+    // Shuffled once, so that a fleet given the same list spreads over it.
+    this.rotation = new TargetRotation(opts.config.targets, opts.random);
+    this.backoff = new Backoff({ initialMs: opts.config.reconnectInitialMs, maxMs: opts.config.reconnectMaxMs, random: opts.random });
     this.app =
       opts.gateway === false
         ? undefined
@@ -184,21 +206,24 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
   private applyIdentity(next: LoadedIdentity): number {
     this.secureContext = this.createContext(next);
     // A session holds the certificate this client showed when it was made: the next dial shows the new one.
-    this.session = undefined;
-    const exchange = this._exchange;
-    const server = this.server;
-    if (!exchange || !server) return 0;
-    const problem = next.trust.check(server.cert, { intermediates: server.chain, checkTime: false });
-    if (!problem) return 0;
-    this.stats.increment('connect.revoked');
-    this.log.warn(
-      { server: exchange.peer.name, code: problem.code, serial: server.cert.serialNumber },
-      `closing the pipe: the server's certificate is no longer trusted: ${problem.message}`,
-    );
-    const reason = `the client no longer trusts the server's certificate: ${problem.message}`;
-    exchange.goAway(reason);
-    exchange.close(new IdentityError(reason), { flush: true });
-    return 1;
+    this.sessions.clear();
+    const pipes = [...this.leaving];
+    if (this._exchange && this.server) pipes.push([this._exchange, this.server]);
+    let closed = 0;
+    for (const [exchange, server] of pipes) {
+      const problem = next.trust.check(server.cert, { intermediates: server.chain, checkTime: false });
+      if (!problem) continue;
+      this.stats.increment('connect.revoked');
+      this.log.warn(
+        { server: exchange.peer.name, code: problem.code, serial: server.cert.serialNumber },
+        `closing the pipe: the server's certificate is no longer trusted: ${problem.message}`,
+      );
+      const reason = `the client no longer trusts the server's certificate: ${problem.message}`;
+      exchange.goAway(reason);
+      exchange.close(new IdentityError(reason), { flush: true });
+      closed++;
+    }
+    return closed;
   }
 
   /** The exchange of the pipe while it is up. */
@@ -214,7 +239,9 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
       side: 'client',
       pipe: up ? 'up' : 'down',
       state: this._state,
-      server: `${this.config.targetHostname}:${this.config.targetPort}`,
+      // The server connected to, being dialed, or dialed next; then every one in dial order.
+      server: targetAddress(this.rotation.current),
+      targets: this.rotation.targets.map(targetAddress),
       peer: up
         ? { name: ex.peer.name, address: ex.peer.address ?? null, agent: ex.peerInfo?.agent ?? null, protocolVersion: ex.peerInfo?.version ?? null }
         : null,
@@ -281,31 +308,42 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
       };
       const timer = setTimeout(() => {
         done();
-        reject(new PeerNotConnectedError(`the pipe to the server at ${this.config.targetHostname}:${this.config.targetPort} is down (waited ${timeoutMs} ms)`));
+        const servers = this.rotation.targets.map(targetAddress).join(' or ');
+        reject(new PeerNotConnectedError(`the pipe to the server at ${servers} is down (waited ${timeoutMs} ms)`));
       }, timeoutMs);
       this.on('status', onStatus);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
-  /** The connection loop: exactly one runs per client, until `close()`. */
+  /**
+   * The connection loop: exactly one runs per client, until `close()`.
+   * Each attempt dials the current target; a failed attempt, a broken pipe
+   * or a GoAway moves to the next one. The backoff waits once per round
+   * through the list, and always after a broken pipe; after a GoAway the
+   * next target is dialed at once (see `TargetRotation`).
+   */
   private async run(): Promise<void> {
     while (this._state !== 'closed') {
+      const target = this.rotation.begin();
+      const address = targetAddress(target);
       this.transition('connecting');
       this.attempts++;
       let connected: Connected;
       try {
-        connected = await this.connectOnce();
+        connected = await this.connectOnce(target);
       } catch (err) {
         if (this.isClosed()) return;
         const error = err as Error;
         const resumed = (err as { tlsResumed?: boolean }).tlsResumed;
         this.stats.increment('connect.failures');
-        this.log.warn({ attempts: this.attempts, err: error.message, tlsResumed: resumed }, 'could not connect to the server');
-        this.emit('status', { type: 'connect_failed', attempts: this.attempts, error, ...(resumed === undefined ? {} : { resumed }) });
+        this.log.warn({ server: address, attempts: this.attempts, err: error.message, tlsResumed: resumed }, 'could not connect to the server');
+        this.emit('status', { type: 'connect_failed', attempts: this.attempts, error, target: address, ...(resumed === undefined ? {} : { resumed }) });
         this.callHook('connect_fail', () => this.hooks.connect_fail(this.attempts, error));
-        this.transition('waiting');
-        await this.backoff.wait();
+        if (this.rotation.failed()) {
+          this.transition('waiting');
+          await this.backoff.wait();
+        }
         continue;
       }
       const { exchange, resumed } = connected;
@@ -322,21 +360,30 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
       this.transition('connected');
       this.stats.increment('connect.successes');
       if (resumed) this.stats.increment('connect.resumed');
-      this.log.info({ server: `${this.config.targetHostname}:${this.config.targetPort}`, tlsResumed: resumed, attempts }, 'connected to the server');
-      this.emit('status', { type: 'connected', exchange, attempts, resumed });
+      this.log.info({ server: address, tlsResumed: resumed, attempts }, 'connected to the server');
+      this.emit('status', { type: 'connected', exchange, attempts, target: address, resumed });
       this.callHook('connect_success', () => this.hooks.connect_success(attempts, this.lastDisconnectedAt));
-      const error = await new Promise<Error | undefined>((resolve) => exchange.once('close', resolve));
+      const end = await connected.ended;
       this._exchange = undefined;
       this.server = undefined;
       this.lastDisconnectedAt = new Date();
       if (this.isClosed()) return;
+      if (end.sentAway && exchange.state !== 'closed') {
+        // Its requests in flight finish there (the server closes it) while the client dials the next target.
+        this.leaving.set(exchange, connected.server);
+        exchange.once('close', () => this.leaving.delete(exchange));
+      }
       this.stats.increment('connect.broken');
-      if (exchange.peerGoingAway) this.log.info({ reason: error?.message }, 'the server sent this client away; reconnecting');
-      else this.log.warn({ err: error?.message }, 'the pipe to the server broke');
-      this.emit('status', { type: 'disconnected', error });
-      if (Date.now() - connectedAt >= this.config.reconnectStableMs) this.backoff.reset();
-      this.transition('waiting');
-      await this.backoff.wait();
+      const error = end.sentAway ? new ShuttingDownError(end.reason) : end.error;
+      if (end.sentAway) this.log.info({ server: address, reason: end.reason }, 'the server sent this client away; reconnecting');
+      else this.log.warn({ server: address, err: error?.message }, 'the pipe to the server broke');
+      this.emit('status', { type: 'disconnected', error, target: address });
+      const stable = Date.now() - connectedAt >= this.config.reconnectStableMs;
+      if (stable) this.backoff.reset();
+      if (this.rotation.ended({ sentAway: end.sentAway, stable })) {
+        this.transition('waiting');
+        await this.backoff.wait();
+      }
     }
   }
 
@@ -346,18 +393,19 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
 
   /**
    * One attempt: TCP, TLS with both sides verified, then the peer's Hello.
-   * The last session is offered. OpenSSL verifies nothing when the server
+   * The last session of this target is offered. OpenSSL verifies nothing when the server
    * resumes it (and the resumed session holds no server certificate chain),
    * so the server's certificate is checked here against the current CA
    * bundle and CRL on every handshake: the one shown, or on resumption the
    * one of the full handshake the session goes back to. A failed attempt
    * after a handshake forgets the session: the next one is a full handshake.
    */
-  private connectOnce(): Promise<Connected> {
-    const { targetHostname: host, targetPort: port, targetServername: servername } = this.config;
+  private connectOnce(target: Target): Promise<Connected> {
+    const { host, port, servername } = target;
+    const key = targetAddress(target);
     this.stats.increment('connect.attempts');
     const trust = this.kit.identity.trust;
-    const offered = this.session;
+    const offered = this.sessions.get(key);
     return new Promise<Connected>((resolve, reject) => {
       const socket = tls.connect({
         host,
@@ -386,7 +434,7 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
       // succeeds, and never after a reload (it would show the old certificate).
       let ticket: Buffer | undefined;
       const keep = (session: Buffer) => {
-        if (server && this.kit.identity.digest === digest) this.session = { ticket: session, server };
+        if (server && this.kit.identity.digest === digest) this.sessions.set(key, { ticket: session, server });
       };
       socket.on('session', (session: Buffer) => {
         if (succeeded) keep(session);
@@ -399,7 +447,7 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
         this.dialing = undefined;
         // Turned away after a handshake (resumed or not), or TLS failed: the next attempt
         // is a full handshake. A server that is down keeps the session for its restart.
-        if (resumed !== undefined || /^ERR_(SSL|TLS)_/.test((err as NodeJS.ErrnoException).code ?? '')) this.session = undefined;
+        if (resumed !== undefined || /^ERR_(SSL|TLS)_/.test((err as NodeJS.ErrnoException).code ?? '')) this.sessions.delete(key);
         socket.destroy();
         if (resumed !== undefined) Object.assign(err, { tlsResumed: resumed });
         reject(err);
@@ -429,6 +477,7 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
           address: `${socket.remoteAddress}:${socket.remotePort}`,
         });
         socket.off('error', fail);
+        const ended = pipeEnd(exchange);
         exchange.once('close', (err) => fail(err ?? new Error('the pipe closed before the server said hello')));
         exchange.once('ready', () => {
           if (settled || !server) return;
@@ -437,7 +486,7 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
           clearTimeout(timer);
           this.dialing = undefined;
           if (ticket) keep(ticket);
-          resolve({ exchange, resumed: resumed === true, server });
+          resolve({ exchange, resumed: resumed === true, server, ended });
         });
       });
     });
@@ -457,8 +506,28 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
     this.kit.stopIdentityMonitor();
     this.backoff.close();
     this.dialing?.destroy();
-    const exchange = this._exchange;
-    await Promise.all([this.app?.close(), exchange?.drain('the client is shutting down', graceMs)]);
+    const pipes = [...this.leaving.keys(), ...(this._exchange ? [this._exchange] : [])];
+    await Promise.all([this.app?.close(), ...pipes.map((exchange) => exchange.drain('the client is shutting down', graceMs))]);
     await this.loop;
   }
+}
+
+/**
+ * Resolves when the server sends GoAway or the pipe closes, whichever is
+ * first. Called as soon as the exchange exists, so that nothing read with
+ * the Hello (a GoAway right behind it) goes unseen.
+ */
+function pipeEnd(exchange: MessageExchange): Promise<PipeEnd> {
+  return new Promise<PipeEnd>((resolve) => {
+    const onGoAway = (reason: string) => {
+      exchange.off('close', onClose);
+      resolve({ sentAway: true, reason });
+    };
+    const onClose = (error: Error | undefined) => {
+      exchange.off('goaway', onGoAway);
+      resolve({ sentAway: false, error });
+    };
+    exchange.once('goaway', onGoAway);
+    exchange.once('close', onClose);
+  });
 }

@@ -105,7 +105,7 @@ export const SETTINGS = [
   { name: 'RP_SERVER_NATS_CREDS', nodes: 'server', field: 'natsCreds', type: 'path', doc: 'NATS credentials file (a user JWT and its nkey seed) instead of user and password' },
   { name: 'RP_CLIENT_TARGET_HOSTNAME', nodes: 'client', field: 'targetHostname', type: 'string', default: 'localhost', check: targetListProblem, doc: 'the server to dial, or the instances of a cluster, comma-separated: each `host` or `host:port` (a bare host uses `RP_CLIENT_TARGET_PORT`); the client shuffles them and moves to the next on failure or GoAway' },
   { name: 'RP_CLIENT_TARGET_PORT', nodes: 'client', field: 'targetPort', type: 'int', default: 1234, min: 1, max: 65535, doc: "the server's pipe port" },
-  { name: 'RP_CLIENT_TARGET_SERVERNAME', nodes: 'client', field: 'targetServername', type: 'host', defaultFrom: 'RP_CLIENT_TARGET_HOSTNAME', defaultDoc: 'the target hostname', doc: "the name the server's certificate must carry (DNS or IP SAN)" },
+  { name: 'RP_CLIENT_TARGET_SERVERNAME', nodes: 'client', field: 'targetServername', type: 'host', defaultDoc: "each target's host", doc: "the name the server's certificate must carry (DNS or IP SAN); when set, every target's certificate must carry it" },
   { name: 'RP_CLIENT_CERT_PATH', nodes: 'client', field: 'certPath', type: 'path', default: '/etc/restpipe/client', doc: 'folder with `restpipe.client.key.pem`, `restpipe.client.crt.pem`, `ca.crt.pem` and optionally `crl.pem`; re-read on SIGHUP' },
   { name: 'RP_CLIENT_GATEWAY_HOST', nodes: 'client', field: 'gateway.host', type: 'host', default: '127.0.0.1', doc: 'gateway address' },
   { name: 'RP_CLIENT_GATEWAY_PORT', nodes: 'client', field: 'gateway.port', type: 'int', default: 8001, min: 0, max: 65535, doc: 'gateway port' },
