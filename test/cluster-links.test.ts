@@ -38,7 +38,8 @@ import { TEST_ENV, closeAll, onClose, waitFor } from './helpers/pipe.js';
 afterEach(closeAll);
 
 const MiB = 1024 * 1024;
-const WINDOW = 1 * MiB;
+/** A window larger than the connection buffer, so only the link's own backpressure keeps its NATS bytes under the buffer. */
+const WINDOW = 4 * MiB;
 const CHUNK = 64 * 1024;
 const CONNECTION_BUFFER = 1 * MiB;
 const STREAM_ENV = {
@@ -95,6 +96,12 @@ class BranchHandler extends ClientEventHandler {
   entered = signal();
   aborted = signal<unknown>();
 
+  noted = signal<unknown>();
+
+  post_note(ctx: EventContext, post: PostData, ...args: string[]) {
+    this.noted.resolve({ args, query: ctx.rawQuery, data: post.data });
+    return {};
+  }
   get_echo(ctx: EventContext, post: PostData, ...args: string[]) {
     return [
       'application/json',
@@ -219,6 +226,20 @@ describe('a link between two instances', () => {
     expect(a.links.status()).toMatchObject([{ instance: b.name, direction: 'in', state: 'open' }]);
     expect(b.stats.count('cluster.links.opened')).toBe(1);
     expect(a.stats.count('cluster.links.accepted')).toBe(1);
+  });
+
+  it('carries a notification to the client', async () => {
+    const { handler, remote } = await twoInstances();
+    await (await remote()).notify({
+      verb: 'post',
+      noun: 'note',
+      args: ['n1'],
+      query: 'q=1',
+      headers: [],
+      mimetype: 'application/json',
+      body: Buffer.from('{"x":1}'),
+    });
+    expect(await handler.noted.promise).toEqual({ args: ['n1'], query: 'q=1', data: { x: 1 } });
   });
 
   it('answers 242 for a client the instance does not hold', async () => {
@@ -435,15 +456,47 @@ describe('a link that breaks', () => {
     expect(b.stats.count('cluster.links.bad_messages')).toBe(1);
   });
 
-  it('closing a table drains its links: a request in flight finishes, then the instance takes no links', async () => {
+  it('closing a table drains its links: a request in flight finishes, new ones fail InstanceGoneError, then the instance takes no links', async () => {
     const { a, handler, remote } = await twoInstances();
-    const answer = (await remote()).request(get('slow', { args: ['150'] }));
+    const pipe = await remote();
+    const answer = pipe.request(get('slow', { args: ['300'] }));
     await handler.entered.promise;
-    await a.links.close(5000);
+    const goaway = once(pipe.link, 'goaway');
+    const closing = a.links.close(5000);
+    await goaway;
+    const refused = await pipe.request(get('echo')).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(refused).toBeInstanceOf(InstanceGoneError);
+    expect((refused as Error).message).toContain('shutting down');
+    await closing;
     expect((await answer).code).toBe(0);
     expect(a.links.status()).toEqual([]);
     const outcome = await settlesWithin(remote(), 1000);
     expect((outcome as { error?: unknown }).error).toBeInstanceOf(InstanceGoneError);
+  });
+});
+
+describe('closing', () => {
+  it('leaves no timer or socket behind', async () => {
+    const server = await startNatsServer();
+    const count = (kind: string) => process.getActiveResourcesInfo().filter((r) => r === kind).length;
+    // The test runner may hold a timer of its own (the test timeout).
+    const timersBefore = count('Timeout');
+    expect(count('TCPSocketWrap')).toBe(0);
+    const a = await startInstance(server, 'A', { heartbeatIntervalMs: 50, heartbeatTimeoutMs: 500 });
+    const b = await startInstance(server, 'B', { heartbeatIntervalMs: 50, heartbeatTimeoutMs: 500 });
+    await holdClient(a, 'c', new BranchHandler());
+    expect((await new RemotePipe(await b.links.pipeTo('A'), 'c', 'A', undefined).request(get('echo'))).code).toBe(7);
+    await a.links.pipeTo('B');
+    expect(count('TCPSocketWrap')).toBe(2);
+    await b.links.close(0);
+    await a.links.close(0);
+    await b.nats.close();
+    await a.nats.close();
+    // Sockets finish closing a moment after close() resolves.
+    await waitFor(() => count('TCPSocketWrap') === 0 && count('Timeout') <= timersBefore, 2000, 'every timer and socket to go');
   });
 });
 

@@ -37,6 +37,16 @@ export interface ForwardingRouterOptions {
 
 const STREAMED: RouteInfo = Object.freeze({ streamed: true });
 
+/**
+ * Fields of the wire request an `IncomingEvent` may carry besides its own
+ * (read when present): whether it is a notification, and the length of a
+ * streamed body. Without them a notification is forwarded as a request
+ * (in order; its reply is dropped) and a streamed body's length as unknown.
+ */
+type ForwardedEvent = IncomingEvent & { notify?: boolean; contentLength?: number };
+
+const EMPTY = Buffer.alloc(0);
+
 export class ForwardingRouter implements EventRouter {
   private readonly localPipe: (name: string) => Pipe | undefined;
   private readonly log: Logger;
@@ -63,8 +73,7 @@ export class ForwardingRouter implements EventRouter {
         this.stats.increment('cluster.forward.unknown_client');
         throw new UnknownClientError(name);
       }
-      this.stats.increment('cluster.forward.requests');
-      const result = await pipe.request({
+      const forwarded = {
         verb: event.verb,
         noun: event.noun,
         args,
@@ -72,8 +81,17 @@ export class ForwardingRouter implements EventRouter {
         headers: Object.entries(ctx.headers).map(([header, value]) => ({ name: header, value })),
         mimetype: event.mimetype,
         body: event.stream ?? event.body,
-        // The request's own length does not reach an EventRouter; nothing on the receiving side reads it.
-        contentLength: event.stream ? -1 : event.body.length,
+        contentLength: event.stream ? ((event as ForwardedEvent).contentLength ?? -1) : event.body.length,
+      };
+      if ((event as ForwardedEvent).notify === true) {
+        // Handed on in the order it came; the client's handler runs it on its own time.
+        this.stats.increment('cluster.forward.notifications');
+        await pipe.notify(forwarded);
+        return { code: 0, mimetype: '', body: EMPTY };
+      }
+      this.stats.increment('cluster.forward.requests');
+      const result = await pipe.request({
+        ...forwarded,
         deadlineMs: event.deadlineMs ?? 0,
         onCancel: (cancel) => {
           const signal = ctx.signal;
