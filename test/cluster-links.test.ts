@@ -278,6 +278,17 @@ describe('a link between two instances', () => {
     expectBounded(pair.exchanges.client.memory);
   });
 
+  it("splits the link's bytes to fit the NATS server's max_payload", async () => {
+    const server = await startNatsServer({ maxPayload: 4096 });
+    const a = await startInstance(server, 'A');
+    const b = await startInstance(server, 'B');
+    expect(b.nats.maxPayload()).toBe(4096);
+    await holdClient(a, 'branch-01', new BranchHandler());
+    const pipe = new RemotePipe(await b.links.pipeTo('A'), 'branch-01', 'A', undefined);
+    const reply = await pipe.request(get('download', { args: [String(MiB)] }));
+    expect(await sha256Of(reply.stream as Readable)).toEqual({ hex: (await sha256Of(patternSource(MiB).stream)).hex, bytes: MiB });
+  });
+
   it("the asker giving up cancels the request on the client: the handler's signal aborts", async () => {
     const { handler, remote } = await twoInstances();
     const pipe = await remote();

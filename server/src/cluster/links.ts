@@ -438,8 +438,8 @@ export class LinkTable {
     const id = subject.slice(subject.lastIndexOf('.') + 1);
     const link = this.links.get(id);
     if (!link) {
-      // Late bytes of a link closed here, or of one that never was.
-      this.stats.increment('cluster.links.unknown_messages');
+      // Late bytes of a link closed here (normal: the peer's end marker after this side destroyed it), or of one that never was.
+      this.stats.increment('cluster.links.late_messages');
       return;
     }
     link.stream.receive(msg.data);
@@ -452,7 +452,7 @@ export class LinkTable {
         publish: (payload) => nc.publish(subject, payload),
         flush: () => nc.flush(),
       },
-      maxMessageBytes: Math.min(this.nats.maxPayload() - SEQUENCE_BYTES, LINK_MESSAGE_MAX_BYTES),
+      maxMessageBytes: Math.max(1, Math.min(this.nats.maxPayload() - SEQUENCE_BYTES, LINK_MESSAGE_MAX_BYTES)),
       unconfirmedBytes: this.limits.streamConnectionBufferBytes,
     });
     const link: Link = { id, instance, direction, stream, exchange: undefined };
