@@ -25,6 +25,7 @@ import {
   type ReplyResult,
 } from '@restpipe/shared';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { NatsSource } from '../server/src/cluster/directory.js';
 import { LinkStream } from '../server/src/cluster/link-stream.js';
 import { natsOptionsFrom } from '../server/src/cluster/nats-connection.js';
 import { RemotePipe } from '../server/src/cluster/remote-pipe.js';
@@ -516,6 +517,9 @@ describe('the NATS connection', () => {
     const first = await startNatsServer();
     await first.stop();
     const nats = startNatsLink({ servers: [first.url], instance: 'x', namespace: NAMESPACE, reconnectWaitMs: 100 });
+    // The directory takes it as its NATS source.
+    const source: NatsSource = nats;
+    expect(source.connection).toBeUndefined();
     expect(nats.isUp).toBe(false);
     expect(nats.connection).toBeUndefined();
     await waitFor(() => nats.status().lastError !== null, 5000, 'a failed attempt');
