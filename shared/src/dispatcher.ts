@@ -31,6 +31,10 @@ export interface IncomingEvent {
   stream?: Readable;
   /** The requester's deadline in ms as it sent it (0: none). */
   deadlineMs?: number;
+  /** A fire-and-forget notification: no one waits for the reply. */
+  notify?: boolean;
+  /** The length of `stream` as the requester declared it (-1 or absent: unknown). */
+  contentLength?: number;
 }
 
 /** What goes back over the pipe. */

@@ -171,7 +171,17 @@ export class IncomingCalls {
         throw new BodyTooLargeError(`request body of ${body.length} bytes is over RP_MAX_BODY_BYTES (${host.maxBodyBytes})`);
       }
       reply = await host.dispatcher.dispatch(
-        { verb: req.verb, noun: req.noun, args: req.args, mimetype: req.mimetype, body, stream, deadlineMs: req.deadlineMs },
+        {
+          verb: req.verb,
+          noun: req.noun,
+          args: req.args,
+          mimetype: req.mimetype,
+          body,
+          stream,
+          deadlineMs: req.deadlineMs,
+          notify: req.notify,
+          contentLength: Number(req.contentLength ?? -1),
+        },
         entry.ctx,
         route,
       );
