@@ -8,6 +8,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import tls from 'node:tls';
 import {
   IdentityWatch,
@@ -21,12 +22,14 @@ import {
   type LoadedIdentity,
   type Logger,
   type MessageExchange,
+  type Pipe,
   type ReloadTrigger,
   type Stats,
   type TlsIdentity,
 } from '@restpipe/shared';
 import type { FastifyInstance } from 'fastify';
 import { IntermediateCache, acceptClient, refuseHandshake } from './accept.js';
+import { Cluster, type ClientRecord } from './cluster/cluster.js';
 import { SERVER_IDENTITY_FILES, type ServerConfig } from './config.js';
 import { registerDashboardRoutes } from './dashboard/routes.js';
 import { ServerConnectionStateEvents, ServerExampleHandler, type ServerEventHandler } from './handler.js';
@@ -76,6 +79,8 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
   private idleSince: Date | undefined = new Date();
   private idleTimer: NodeJS.Timeout | undefined;
   private _gatewayAddress: string | undefined;
+  private _cluster: Cluster | undefined;
+  private _instanceName: string | undefined;
   private closing = false;
 
   constructor(opts: ServerOptions) {
@@ -109,8 +114,8 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
       opts.gateway === false
         ? undefined
         : this.kit.createGateway({
-            resolvePeer: (name) => this.exchangeFor(name ?? ''),
-            peerNames: () => [...this.registry.entries()].filter(([, ex]) => ex.ready).map(([name]) => name),
+            resolvePeer: (name) => this.pipeFor(name ?? ''),
+            peerNames: () => this.clientNames(),
             routes: (app) => {
               registerServerStatusRoutes(app, this);
               registerDashboardRoutes(app, this);
@@ -118,7 +123,40 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
           });
   }
 
-  /** The exchange of a connected client; throws `UnknownClientError`. */
+  /**
+   * The pipe to a client: its exchange when it is connected here, else (in
+   * a cluster) the way to the instance that holds it. Throws or rejects
+   * with `UnknownClientError` when no one holds it, `ClusterUnavailableError`
+   * when NATS is down, `InstanceGoneError` when its instance does not answer.
+   */
+  pipeFor(name: string): Pipe | Promise<Pipe> {
+    if (this.closing) throw new ShuttingDownError();
+    const exchange = this.registry.get(name);
+    if (exchange && exchange.state !== 'closed') return exchange;
+    if (this._cluster) return this._cluster.resolve(name);
+    throw new UnknownClientError(name);
+  }
+
+  /** The names of the clients that take requests: this instance's, and in a cluster the other instances' too. */
+  clientNames(): string[] {
+    const names = [...this.registry.entries()].filter(([, ex]) => ex.ready).map(([name]) => name);
+    if (!this._cluster) return names;
+    const local = new Set(names);
+    for (const name of this._cluster.remoteNames()) if (!local.has(name)) names.push(name);
+    return names;
+  }
+
+  /** This instance's part in a cluster, when `RP_SERVER_NATS_URL` is set and the server started. */
+  get cluster(): Cluster | undefined {
+    return this._cluster;
+  }
+
+  /** This instance's name in a cluster (`RP_SERVER_INSTANCE_NAME`, else `<hostname>:<pipe port>`); set by `start()`. */
+  get instanceName(): string | undefined {
+    return this._instanceName;
+  }
+
+  /** The exchange of a client connected to this instance; throws `UnknownClientError`. */
   exchangeFor(name: string): MessageExchange {
     if (this.closing) throw new ShuttingDownError();
     const exchange = this.registry.get(name);
@@ -201,11 +239,62 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     await once(this.tlsServer, 'listening');
     const pipe = this.pipeAddress;
     this.log.info({ address: pipe.address, port: pipe.port }, 'pipe listening for clients');
+    this._instanceName = this.config.instanceName ?? `${hostname()}:${pipe.port}`;
+    if (this.config.natsUrl) this.joinCluster(this._instanceName);
     this.kit.startIdentityMonitor();
     if (this.kit.identityFromFiles) this.watch = new IdentityWatch(this.config.certPath, () => this.reloadFrom('watch'), this.log);
     if (this.app) this._gatewayAddress = await this.kit.listenGateway(this.app);
     this.idleTimer = setInterval(() => this.fireIdle(), this.config.idleHookIntervalMs);
     this.idleTimer.unref();
+  }
+
+  private joinCluster(instance: string): void {
+    const cluster = new Cluster({
+      config: this.config,
+      instance,
+      log: this.log,
+      stats: this.kit.stats,
+      limits: this.config,
+      localPipe: (name) => {
+        const exchange = this.registry.get(name);
+        return exchange && exchange.state !== 'closed' && !this.closing ? exchange : undefined;
+      },
+      localClients: () => [...this.registry.entries()].map(([name, ex]) => this.clientRecord(name, ex)),
+      localClient: (name) => {
+        const exchange = this.registry.get(name);
+        return exchange ? this.clientRecord(name, exchange) : undefined;
+      },
+    });
+    cluster.on('connection', (event) => this.emit('connection', { ...event, clients: this.registry.size + cluster.remoteClients().length }));
+    cluster.on('replaced', (name, byInstance) => {
+      const exchange = this.registry.get(name);
+      if (!exchange) return;
+      const reason = `replaced by a newer connection with the same name on instance ${byInstance}`;
+      this.log.warn(
+        { client: name, address: exchange.peer.address, byInstance },
+        'a client connected to another instance under the same name; closing its older connection here',
+      );
+      exchange.goAway(reason);
+      exchange.close(new ShuttingDownError(reason));
+    });
+    this._cluster = cluster;
+    cluster.start();
+  }
+
+  /** A client of this instance as the cluster's other instances see it. */
+  private clientRecord(name: string, ex: MessageExchange): ClientRecord {
+    const cert = this.certificates.get(ex)?.cert;
+    return {
+      name,
+      instance: this._instanceName ?? '',
+      address: ex.peer.address ?? null,
+      connectedSince: ex.connectedAt.toISOString(),
+      connectedAtMs: ex.connectedAt.getTime(),
+      serial: cert?.serialNumber ?? null,
+      certNotAfter: certNotAfter(cert),
+      protocolVersion: ex.peerInfo?.version ?? null,
+      agent: ex.peerInfo?.agent ?? null,
+    };
   }
 
   /** Where the TLS listener is bound. */
@@ -226,6 +315,9 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
       pipe: this.closing ? 'draining' : pipe ? 'listening' : 'down',
       listening: pipe ? { address: pipe.address, port: pipe.port } : null,
       clients: this.registry.size,
+      ...(this._cluster
+        ? { instance: this._instanceName, clusterClients: this.registry.size + this._cluster.remoteClients().length, cluster: this._cluster.status() }
+        : {}),
       uptimeS: this.kit.uptimeS(),
       identity: this.kit.identityStatus(),
       tls: { minVersion: this.kit.tlsOptions().minVersion },
@@ -233,8 +325,31 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     };
   }
 
-  /** The connected clients, as `/_restpipe/clients` answers. */
+  /** The connected clients (in a cluster, every instance's, each with its `instance`), as `/_restpipe/clients` answers. */
   clients(): Array<Record<string, unknown>> {
+    const local = this.localClients();
+    if (!this._cluster) return local;
+    const here = new Set(local.map((c) => c.name));
+    const remote = this._cluster
+      .remoteClients()
+      .filter((c) => !here.has(c.name))
+      .map((c) => ({
+        name: c.name,
+        address: c.address,
+        connectedSince: c.connectedSince,
+        rttMs: null,
+        protocolVersion: c.protocolVersion,
+        agent: c.agent,
+        inFlight: null,
+        serial: c.serial,
+        certNotAfter: c.certNotAfter,
+        tlsResumed: null,
+        instance: c.instance,
+      }));
+    return [...local.map((c) => ({ ...c, instance: this._instanceName })), ...remote];
+  }
+
+  private localClients(): Array<Record<string, unknown>> {
     return [...this.registry.entries()].map(([name, ex]) => ({
       name,
       address: ex.peer.address ?? null,
@@ -279,18 +394,25 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     this.kit.stats.gauge('clients.connected', this.registry.size);
     this.log.info({ client: name, address, clients: this.registry.size, tlsResumed: peer.resumed }, 'client connected');
     this.kit.callHook('connection_added', () => this.hooks.connection_added(name, this.registry.size));
-    this.emit('connection', { type: 'connected', name, address, time: new Date().toISOString(), clients: this.registry.size });
+    this._cluster?.localConnected(this.clientRecord(name, exchange));
+    this.emit('connection', { type: 'connected', name, address, time: new Date().toISOString(), clients: this.registry.size, ...this.instanceField() });
     exchange.once('close', (err) => {
       this.certificates.delete(exchange);
       const removed = this.registry.remove(name, exchange);
       this.kit.stats.increment('connections.removed');
       this.kit.stats.gauge('clients.connected', this.registry.size);
       this.log.info({ client: name, address, reason: err?.message, clients: this.registry.size }, 'client disconnected');
-      this.emit('connection', { type: 'disconnected', name, address, time: new Date().toISOString(), clients: this.registry.size });
+      this.emit('connection', { type: 'disconnected', name, address, time: new Date().toISOString(), clients: this.registry.size, ...this.instanceField() });
       if (!removed) return; // replaced: the newer connection stays registered
+      this._cluster?.localDisconnected(name, exchange.connectedAt.getTime());
       if (this.registry.size === 0) this.idleSince = new Date();
       this.kit.callHook('connection_removed', () => this.hooks.connection_removed(name, this.registry.size));
     });
+  }
+
+  /** `{ instance }` for events in a cluster, else nothing. */
+  private instanceField(): { instance?: string } {
+    return this._cluster ? { instance: this._instanceName } : {};
   }
 
   private fireIdle(): void {
@@ -313,6 +435,8 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     this.tlsServer.close();
     const gatewayClosed = this.app?.close();
     await Promise.all([...this.registry.entries()].map(([, exchange]) => drainAndClose(exchange, 'the server is shutting down', graceMs)));
+    // Its clients' disconnects went out to the cluster; requests forwarded here are done.
+    await this._cluster?.close(Math.min(graceMs, 1000));
     // Every client's `disconnected` event is out: event streams end here,
     // which would otherwise hold the gateway open.
     this.emit('drained');

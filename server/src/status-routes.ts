@@ -18,6 +18,8 @@ export interface ClientConnectionEvent {
   address: string | undefined;
   time: string;
   clients: number;
+  /** In a cluster: the instance the client is (or was) connected to. */
+  instance?: string;
 }
 
 /**
@@ -61,6 +63,7 @@ export function registerServerStatusRoutes(app: FastifyInstance, server: StatusS
         address: (client.address as string | null) ?? undefined,
         time: String(client.connectedSince),
         clients: server.registry.size,
+        ...(typeof client.instance === 'string' ? { instance: client.instance } : {}),
       }),
     );
     stream.open(`: connected clients follow as "connected" events\n\n${snapshot.join('')}`);

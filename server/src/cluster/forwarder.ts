@@ -43,7 +43,6 @@ const STREAMED: RouteInfo = Object.freeze({ streamed: true });
  * streamed body. Without them a notification is forwarded as a request
  * (in order; its reply is dropped) and a streamed body's length as unknown.
  */
-type ForwardedEvent = IncomingEvent & { notify?: boolean; contentLength?: number };
 
 const EMPTY = Buffer.alloc(0);
 
@@ -81,9 +80,9 @@ export class ForwardingRouter implements EventRouter {
         headers: Object.entries(ctx.headers).map(([header, value]) => ({ name: header, value })),
         mimetype: event.mimetype,
         body: event.stream ?? event.body,
-        contentLength: event.stream ? ((event as ForwardedEvent).contentLength ?? -1) : event.body.length,
+        contentLength: event.stream ? (event.contentLength ?? -1) : event.body.length,
       };
-      if ((event as ForwardedEvent).notify === true) {
+      if (event.notify === true) {
         // Handed on in the order it came; the client's handler runs it on its own time.
         this.stats.increment('cluster.forward.notifications');
         await pipe.notify(forwarded);

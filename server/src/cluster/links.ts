@@ -97,21 +97,21 @@ interface Opening {
 const NOTHING_IN_FLIGHT: InFlight = Object.freeze({ outgoing: 0, incoming: 0, streams: 0 });
 
 /** The exchange's counters a link reports, under `cluster.link.`; the rest would count link traffic as client traffic. */
-const LINK_METRICS = new Set([
-  'bytes.sent',
-  'bytes.received',
-  'frames.bad',
-  'heartbeat.rtt',
-  'heartbeat.timeouts',
-  'requests.sent',
-  'requests.received',
-  'requests.deadline_exceeded',
-  'requests.overloaded',
+const LINK_METRICS = new Map<string, string>([
+  ['bytes.sent', 'cluster.link.bytes.sent'],
+  ['bytes.received', 'cluster.link.bytes.received'],
+  ['frames.bad', 'cluster.link.frames.bad'],
+  ['heartbeat.rtt', 'cluster.link.heartbeat.rtt'],
+  ['heartbeat.timeouts', 'cluster.link.heartbeat.timeouts'],
+  ['requests.sent', 'cluster.link.requests.sent'],
+  ['requests.received', 'cluster.link.requests.received'],
+  ['requests.deadline_exceeded', 'cluster.link.requests.deadline_exceeded'],
+  ['requests.overloaded', 'cluster.link.requests.overloaded'],
 ]);
 
 /** A stats sink for link exchanges: the names in LINK_METRICS, prefixed `cluster.link.`; others dropped. */
 function linkStats(stats: Stats): Stats {
-  const names = new Map<string, string>([...LINK_METRICS].map((n) => [n, `cluster.link.${n}`]));
+  const names = LINK_METRICS;
   return {
     increment(name, value) {
       const n = names.get(name);
