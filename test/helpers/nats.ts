@@ -46,7 +46,7 @@ export interface NatsServer {
 /** Starts a nats-server and waits until it listens; stopped at teardown. */
 export async function startNatsServer(opts: NatsServerOptions = {}): Promise<NatsServer> {
   const dir = tempDir('rp-nats-');
-  const conf: string[] = ['listen: "127.0.0.1:' + (opts.port ?? -1) + '"', `ports_file_dir: "${dir}"`];
+  const conf: string[] = [`listen: "127.0.0.1:${opts.port ?? -1}"`, `ports_file_dir: "${dir}"`];
   if (opts.name) conf.push(`server_name: "${opts.name}"`);
   if (opts.maxPayload !== undefined) conf.push(`max_payload: ${opts.maxPayload}`);
   if (opts.user !== undefined) {
