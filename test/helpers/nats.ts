@@ -60,8 +60,21 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     const routes = (opts.cluster.routes ?? []).map((r) => `"${r}"`).join(', ');
     conf.push(`cluster { name: "${opts.cluster.name}", listen: "127.0.0.1:${opts.cluster.port || -1}", routes: [${routes}] }`);
   }
+  return runNatsServer(dir, conf.join('\n'), opts);
+}
+
+/**
+ * Starts nats-server with a config file's text as given (`ports_file_dir` is
+ * added, so that its ports can be read back); stopped at teardown.
+ */
+export async function startNatsServerFromConfig(text: string, opts: { tls?: boolean } = {}): Promise<NatsServer> {
+  const dir = tempDir('rp-nats-');
+  return runNatsServer(dir, `${text}\nports_file_dir: "${dir}"`, opts.tls ? { tls: { cert: '', key: '' } } : {});
+}
+
+async function runNatsServer(dir: string, text: string, opts: NatsServerOptions): Promise<NatsServer> {
   const file = join(dir, 'nats.conf');
-  writeFileSync(file, `${conf.join('\n')}\n`);
+  writeFileSync(file, `${text}\n`);
   const child = spawnChild('nats-server', NATS_SERVER_BIN, ['-c', file], { env: { PATH: process.env.PATH } });
   onClose(() => child.stop('SIGTERM', 2000).then(() => undefined));
   const ports = await readPortsFile(dir, child);
