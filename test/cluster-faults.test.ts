@@ -151,6 +151,26 @@ describe('cluster faults', () => {
     expect(after.every((x) => x.instance === 'b' || x.instance === 'c')).toBe(true);
   }, 90_000);
 
+  it('an instance draining (SIGTERM) sends its clients to the others, where the whole cluster reaches them', async () => {
+    const nats = await startNatsServer();
+    const a = await startInstance(nats.url, 'a');
+    const b = await startInstance(nats.url, 'b');
+    const c = await startInstance(nats.url, 'c');
+    await waitNatsUp([a, b, c]);
+    const targets = [a, b].map((i) => `127.0.0.1:${i.pipeAddress.port}`).join(',');
+    await startClient(a, {
+      name: 'kiosk',
+      handler: new Branch('kiosk'),
+      env: { RP_CLIENT_TARGET_HOSTNAME: targets, RP_CLIENT_TARGET_SERVERNAME: 'localhost' },
+    });
+    await waitVisible([a, b, c], 'kiosk');
+    const holder = a.registry.get('kiosk') ? a : b;
+    const other = holder === a ? b : a;
+    await holder.close();
+    await waitFor(() => other.registry.get('kiosk')?.ready === true, 10_000, 'the client to move to the other instance');
+    await waitAllAnswer([`${c.gatewayAddress}/client/kiosk/where`], 10_000, 'the client to answer through c');
+  });
+
   it('NATS down: each instance serves its own clients and answers 503 for the others; back: the cluster works again', async () => {
     const nats = await startNatsServer();
     const a = await startInstance(nats.url, 'a');
