@@ -37,13 +37,6 @@ export interface ForwardingRouterOptions {
 
 const STREAMED: RouteInfo = Object.freeze({ streamed: true });
 
-/**
- * Fields of the wire request an `IncomingEvent` may carry besides its own
- * (read when present): whether it is a notification, and the length of a
- * streamed body. Without them a notification is forwarded as a request
- * (in order; its reply is dropped) and a streamed body's length as unknown.
- */
-
 const EMPTY = Buffer.alloc(0);
 
 export class ForwardingRouter implements EventRouter {
