@@ -10,13 +10,15 @@
  * `RP_UPDATE_SCREENSHOT=1` writes the screenshot to docs/dashboard.png;
  * otherwise it goes to a temp folder.
  */
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ClientExampleHandler } from '@restpipe/client';
-import { ServerExampleHandler } from '@restpipe/server';
+import { ClientExampleHandler, type EventContext } from '@restpipe/client';
+import { ServerEventHandler, ServerExampleHandler } from '@restpipe/server';
 import Fastify from 'fastify';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -34,6 +36,43 @@ class FleetHandler extends ClientExampleHandler {
   get_boom(): never {
     throw new Error('boom on purpose');
   }
+}
+
+/** Resolves `called` when `slow` is called; answers only when the caller gives up (the pipe drains). */
+function slowCall() {
+  let called!: () => void;
+  const whenCalled = new Promise<void>((resolve) => {
+    called = resolve;
+  });
+  const slow = async (ctx: EventContext) => {
+    called();
+    await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+    return { late: true };
+  };
+  return { whenCalled, slow };
+}
+
+/** A plain TCP connection to a gateway, destroyed at teardown; `text` is what came back. */
+async function rawConnection(gateway: string): Promise<{ socket: Socket; text: () => string; closed: Promise<unknown> }> {
+  const url = new URL(gateway);
+  const socket = connect(Number(url.port), url.hostname);
+  onClose(() => socket.destroy());
+  let text = '';
+  socket.on('data', (chunk: Buffer) => {
+    text += chunk.toString('latin1');
+  });
+  const closed = once(socket, 'close');
+  await once(socket, 'connect');
+  return { socket, text: () => text, closed };
+}
+
+/** `closing`, or a failure naming `what` if it is not done in `ms` (far below Node's 60 s headers timeout). */
+function within<T>(closing: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} still waits after ${ms} ms`)), ms);
+  });
+  return Promise.race([closing, late]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -269,6 +308,54 @@ describe('dashboard routes', () => {
       expect((await app.inject('/_restpipe/ui/data')).statusCode).toBe(200);
     }
     expect(warnings).toEqual(["the dashboard's files are missing; /_restpipe/ui answers 500", "the dashboard's files are missing; /_restpipe/ui answers 500"]);
+  });
+
+  // A browser keeps connections to the page's gateway: spare ones it never sends on, and
+  // kept-alive ones. Closing the node must not wait on them (Node's server.close() would:
+  // a connection that never carried a request until the headers timeout, 60 to 90 s; one
+  // whose answer went out during the close for the keep-alive timeout, 72 s).
+  it("closing a client does not wait on its gateway's spare connections or on one answered during the close", async () => {
+    const { whenCalled, slow } = slowCall();
+    const handler = new (class extends ServerEventHandler {
+      get_slow(ctx: EventContext) {
+        return slow(ctx);
+      }
+    })();
+    const server = await startServer({ handler });
+    const client = await startClient(server, { name: 'branch-1' });
+    const gw = client.gatewayAddress as string;
+    const spare = await rawConnection(gw);
+    const kept = await rawConnection(gw);
+    kept.socket.write('GET /server/slow HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    await whenCalled;
+    await within(client.close(0), 10_000, 'client.close(0)');
+    await within(Promise.all([spare.closed, kept.closed]), 5000, 'the gateway ending its connections');
+    expect(spare.text()).toBe('');
+    // The request in flight got its whole answer (the pipe closed under it), saying the
+    // connection closes, before it did.
+    expect(kept.text()).toMatch(/^HTTP\/1\.1 503 [\s\S]*\r\n\r\n\{[\s\S]*\}$/);
+    expect(kept.text()).toMatch(/\r\nconnection: close\r\n/i);
+  });
+
+  it("closing a server does not wait on its gateway's spare connections or on one answered during the close", async () => {
+    const { whenCalled, slow } = slowCall();
+    const handler = new (class extends ClientExampleHandler {
+      get_slow(ctx: EventContext) {
+        return slow(ctx);
+      }
+    })();
+    const server = await startServer();
+    await startClient(server, { name: 'branch-1', handler });
+    const gw = server.gatewayAddress as string;
+    const spare = await rawConnection(gw);
+    const kept = await rawConnection(gw);
+    kept.socket.write('GET /client/branch-1/slow HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    await whenCalled;
+    await within(server.close(0), 10_000, 'server.close(0)');
+    await within(Promise.all([spare.closed, kept.closed]), 5000, 'the gateway ending its connections');
+    expect(spare.text()).toBe('');
+    expect(kept.text()).toMatch(/^HTTP\/1\.1 503 [\s\S]*\r\n\r\n\{[\s\S]*\}$/);
+    expect(kept.text()).toMatch(/\r\nconnection: close\r\n/i);
   });
 
   it('the client gateway serves its own page and data', async () => {
