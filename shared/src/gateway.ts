@@ -29,6 +29,7 @@ import { isValidNoun } from './dispatcher.js';
 import { errorBody, type EventHeader, type Pipe } from './message-exchange.js';
 import type { Stats } from './stats.js';
 import { collectBody } from './pipe/streams.js';
+import { endConnectionsOnClose } from './gateway-close.js';
 
 /** Header carrying the event code of every answer. */
 export const EVENT_CODE_HEADER = 'x-event-return-code';
@@ -148,6 +149,8 @@ export function createGateway(opts: GatewayOptions): FastifyInstance {
       setTimeout(() => socket.destroy(), 1000).unref();
     },
   });
+  // Closing ends kept-alive connections (a browser's spare ones too) once their answers are out.
+  endConnectionsOnClose(app);
   app.removeAllContentTypeParsers();
   // Bodies are not parsed here: they travel as bytes (streamed when large) and
   // the receiving side parses JSON for the handler and enforces RP_MAX_BODY_BYTES.

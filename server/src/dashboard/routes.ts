@@ -11,7 +11,6 @@ import { readFileSync } from 'node:fs';
 import { EVENT_CODES, EVENT_CODE_HEADER, splitClientName, type Logger } from '@restpipe/shared';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ClientConnectionEvent } from '../status-routes.js';
-import { endConnectionsOnClose } from './close-connections.js';
 import { ConnectionLog, type DisconnectedClient } from './connection-log.js';
 import { RecentStats, type BucketView, type ClientCountersView, type GatewayAnswer } from './recent-stats.js';
 
@@ -77,9 +76,8 @@ const MAX_NAME_CHARS = 256;
 
 /**
  * Registers the dashboard's routes and the hooks that record every gateway
- * answer, and has the gateway's close end the connections a browser keeps
- * (`endConnectionsOnClose`). Call it from the gateway's `routes` option
- * (before it listens). Returns the recorder it fills.
+ * answer. Call it from the gateway's `routes` option (before it listens).
+ * Returns the recorder it fills.
  */
 export function registerDashboardRoutes(app: FastifyInstance, server: DashboardSource, opts: DashboardOptions = {}): RecentStats {
   const stats = opts.stats ?? new RecentStats();
@@ -88,7 +86,6 @@ export function registerDashboardRoutes(app: FastifyInstance, server: DashboardS
   server.on('connection', (event) => connections.add(event, event.type === 'disconnected' && isConnected(event.name)));
 
   recordGatewayAnswers(app, (answer) => stats.record(answer));
-  endConnectionsOnClose(app);
 
   const assetsDir = opts.assetsDir ?? new URL('../../ui/', import.meta.url);
   const assets = loadAssets(assetsDir);

@@ -8,8 +8,8 @@
  * spare connections) stays until the headers timeout (60 s, checked every
  * 30 s), and one whose answer goes out during the close stays for the
  * keep-alive timeout (72 s in Fastify): the node's `close(graceMs)` would
- * wait that long for a browser showing the dashboard. (The client's
- * dashboard does the same in client/src/dashboard.ts.)
+ * wait that long for a browser showing the dashboard. Every gateway does
+ * this (`createGateway`).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
