@@ -681,6 +681,75 @@ function listenOverflows() {
   return Number(/TcpExtListenOverflows\s+(\d+)/.exec(out)?.[1] ?? NaN);
 }
 
+/**
+ * Samples the storm once a second from the kill on: how many agents the
+ * server holds and how many the fleets count as connected, the failed
+ * attempts so far by kind, the handshakes done. `stop()` returns the samples.
+ */
+function stormTimeline(fleets, st0, t0, serverCount) {
+  const samples = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const next = performance.now() + 1000;
+      try {
+        const st = await Promise.all(fleets.map((f) => ask(f, 'status', {}, 5000)));
+        const back = await serverCount().catch(() => '?');
+        const hs = diffHandshakes(sumHandshakes(st), sumHandshakes(st0));
+        samples.push({
+          t: (performance.now() - t0) / 1000,
+          back,
+          connected: st.reduce((a, x) => a + x.connected, 0),
+          kinds: diffKinds(st, st0),
+          resumed: hs.resumed,
+          full: hs.full,
+        });
+      } catch {
+        // a fleet too busy to answer within 5 s: no sample this second
+      }
+      await sleep(Math.max(0, next - performance.now()));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return samples;
+    },
+  };
+}
+
+/** The counters of a RestPipe server's `/_restpipe/status`, or undefined. */
+async function serverCounters(gatewayPort) {
+  try {
+    const r = await fetch(`http://127.0.0.1:${gatewayPort}/_restpipe/status`);
+    return (await r.json()).counters;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The fleets' handshake counts (status → handshakes), added up. */
+function sumHandshakes(statuses) {
+  const sum = { resumed: 0, full: 0, failedResumed: 0, failedFull: 0 };
+  for (const s of statuses) for (const k of Object.keys(sum)) sum[k] += s.handshakes?.[k] ?? 0;
+  return sum;
+}
+function diffHandshakes(b, a) {
+  return Object.fromEntries(Object.keys(b).map((k) => [k, b[k] - a[k]]));
+}
+/** Failed attempts by kind between two sets of fleet statuses. */
+function diffKinds(after, before) {
+  const d = {};
+  for (const s of after) for (const [k, v] of Object.entries(s.failureKinds ?? {})) d[k] = (d[k] ?? 0) + v;
+  for (const s of before) for (const [k, v] of Object.entries(s.failureKinds ?? {})) d[k] = (d[k] ?? 0) - v;
+  return Object.fromEntries(Object.entries(d).filter(([, v]) => v > 0));
+}
+function fmtKinds(kinds) {
+  const e = Object.entries(kinds ?? {}).sort((x, y) => y[1] - x[1]);
+  return e.length ? e.map(([k, v]) => `${fmtNum(v)} ${k}`).join(', ') : 'none';
+}
+
 async function startFleets(n, mode, port, certs, keyPem) {
   const fleets = [];
   for (let i = 0; i < n; i += o.perProcess) {
@@ -711,6 +780,8 @@ async function agents(n) {
     const [pipePort, gw] = [await freePort(), await freePort()];
     const start = () => startServer(root, ids, { pipePort, gatewayPort: gw, hooks: true, name: 'restpipe-server (agents)' });
     let server = await start();
+    // What a start costs with no agent: taken off the restarted server's CPU below.
+    const startupCpuS = procCpu(server.pid);
     const base = await ask(server, 'mem');
     const fleets = await startFleets(n, 'restpipe', pipePort, certs, ids.agentKey.keyPem);
     if (o.quietWait > 0) await waitQuiet({ maxMs: o.quietWait * 1000 });
@@ -732,6 +803,7 @@ async function agents(n) {
     }
     const fs1 = await Promise.all(fleets.map((f) => ask(f, 'status')));
     row.rpConnectFailures = fs1.reduce((a, s) => a + s.failures, 0);
+    row.rpConnectHandshakes = sumHandshakes(fs1);
     log(
       `  RestPipe: ${fmtNum(await count())} connected in ${fmtNum(row.rpConnectS, 1)} s; server CPU ${fmtNum(row.rpConnectCpuMs, 2)} ms per agent; ${fmtNum(row.rpConnectFailures)} failed attempts, ${fmtNum(row.rpConnectOverflows)} listen-queue overflows (host-wide)`,
     );
@@ -778,27 +850,70 @@ async function agents(n) {
     // Kill the server and start it again; time until every agent is back.
     if (o.quietWait > 0) await waitQuiet({ maxMs: o.quietWait * 1000 });
     const fk = foreignCpu();
+    const st0 = await Promise.all(fleets.map((f) => ask(f, 'status')));
     const tk = performance.now();
+    let serverUp = false;
+    const timeline = stormTimeline(fleets, st0, tk, async () => (serverUp ? (await ask(server, 'clients', {}, 5000)).clients : 0));
     server.expectedExit = true;
     server.kill('SIGKILL');
     await server.exited;
     const ov1 = listenOverflows();
     server = await start();
-    row.rpRestartListenS = (performance.now() - tk) / 1000;
+    serverUp = true;
+    const tl = performance.now();
+    row.rpRestartListenS = (tl - tk) / 1000;
+    // The storm's curve: when half, 90 % and 99 % of the agents were back.
+    const marks = [0.5, 0.9, 0.99];
+    row.rpBackAt = {};
     try {
-      await waitUntil(async () => (await count()) >= n, { timeoutMs: deadline, intervalMs: 100, what: `${n} agents to come back` });
-      row.rpBackS = (performance.now() - tk) / 1000;
-      row.rpBackCpuMs = (procCpu(server.pid) / n) * 1000;
+      await waitUntil(
+        async () => {
+          const c = await count();
+          for (const q of marks) if (row.rpBackAt[q] === undefined && c >= q * n) row.rpBackAt[q] = (performance.now() - tk) / 1000;
+          return c >= n;
+        },
+        { timeoutMs: deadline, intervalMs: 100, what: `${n} agents to come back` },
+      );
+      const t = performance.now();
+      row.rpBackS = (t - tk) / 1000;
+      const cpu = procCpu(server.pid);
+      row.rpBackCpuMs = (cpu / n) * 1000;
+      row.rpBackReconnectCpuMs = (Math.max(0, cpu - startupCpuS) / n) * 1000;
+      row.rpBackServerCores = Math.max(0, cpu - startupCpuS) / ((t - tl) / 1000);
       row.rpBackOverflows = listenOverflows() - ov1;
       row.rpBackForeign = fk.cores();
     } catch {
       row.rpBackS = NaN;
       row.rpBackPartial = await count();
     }
+    row.rpBackTimeline = await timeline.stop();
+    const te = performance.now();
+    // The restarted server's own count (its `isSessionReused()` on each accepted socket).
+    row.rpBackServerCounters = await serverCounters(gw);
     const fs2 = await Promise.all(fleets.map((f) => ask(f, 'status')));
     row.reconnectFailures = fs2.reduce((a, s) => a + s.failures, 0);
+    row.rpBackHandshakes = diffHandshakes(sumHandshakes(fs2), sumHandshakes(st0));
+    row.rpBackFailureKinds = diffKinds(fs2, st0);
+    row.rpBackFleetCores = (fs2.reduce((a, s) => a + s.cpuS, 0) - st0.reduce((a, s) => a + s.cpuS, 0)) / ((te - tk) / 1000);
+    const hb = row.rpBackHandshakes;
     log(
       `  server killed and restarted (listening after ${row.rpRestartListenS.toFixed(1)} s): ${fmtNum(await count())} back after ${fmtNum(row.rpBackS, 1)} s (${fmtNum(row.reconnectFailures - row.rpConnectFailures)} failed attempts meanwhile, ${fmtNum(row.rpBackOverflows)} listen-queue overflows; the new server used ${fmtNum(row.rpBackCpuMs, 2)} ms CPU per agent, start-up included)`,
+    );
+    log(
+      `  storm: 50 % back after ${fmtNum(row.rpBackAt[0.5], 1)} s, 90 % ${fmtNum(row.rpBackAt[0.9], 1)} s, 99 % ${fmtNum(row.rpBackAt[0.99], 1)} s; handshakes ${fmtNum(hb.resumed)} resumed, ${fmtNum(hb.full)} full (${fmtNum(hb.failedResumed)} resumed and ${fmtNum(hb.failedFull)} full in attempts that failed after the handshake); failed attempts: ${fmtKinds(row.rpBackFailureKinds)}`,
+    );
+    log(`  storm timeline (s after the kill: agents the server holds, fleet-side connected; failed attempts so far by kind; handshakes done resumed/full):`);
+    for (const p of row.rpBackTimeline)
+      log(
+        `    ${p.t.toFixed(1).padStart(6)} s  ${String(p.back).padStart(6)} / ${String(p.connected).padStart(6)}  ${fmtKinds(p.kinds)}; ${p.resumed}/${p.full}`,
+      );
+    const sc = row.rpBackServerCounters;
+    if (sc)
+      log(
+        `  the restarted server counted ${fmtNum(sc['connections.resumed'] ?? 0)} resumed among ${fmtNum(sc['connections.added'] ?? 0)} accepted connections (${fmtNum(sc['connections.refused'] ?? 0)} refused)`,
+      );
+    log(
+      `  storm CPU: server ${fmtNum(row.rpBackReconnectCpuMs, 2)} ms per agent without its start-up (${fmtNum(startupCpuS * 1000)} ms, measured on the first start), ${fmtNum(row.rpBackServerCores, 2)} cores from listening to all back; fleet processes ${fmtNum(row.rpBackFleetCores, 2)} cores; first connect was ${fmtNum(row.rpConnectHandshakes.full)} full, ${fmtNum(row.rpConnectHandshakes.resumed)} resumed`,
     );
     for (const f of fleets) await stopChild(f);
     await stopChild(server);
@@ -1097,6 +1212,34 @@ function report(seconds) {
       rows,
     );
   }
+  if (results.agents.some((a) => a.rpBackHandshakes)) {
+    const rows = results.agents
+      .filter((a) => a.rpBackHandshakes)
+      .map((a) => [
+        fmtNum(a.n),
+        fmtNum(a.rpRestartListenS, 1),
+        [0.5, 0.9, 0.99].map((q) => fmtNum(a.rpBackAt?.[q], 1)).join(' / '),
+        Number.isFinite(a.rpBackS) ? fmtNum(a.rpBackS, 1) : `${a.rpBackPartial} only`,
+        `${fmtNum(a.rpBackHandshakes.resumed)} / ${fmtNum(a.rpBackHandshakes.full)}`,
+        fmtKinds(a.rpBackFailureKinds),
+        fmtNum(a.rpBackReconnectCpuMs, 2),
+        `${fmtNum(a.rpBackServerCores, 2)} / ${fmtNum(a.rpBackFleetCores, 2)}`,
+      ]);
+    both(
+      'Restart storm (server killed, started again; agents resume their TLS sessions)',
+      [
+        'agents',
+        'listening after s',
+        '50 / 90 / 99 % back s',
+        'all back s',
+        'handshakes resumed / full',
+        'failed attempts',
+        'server CPU ms/agent',
+        'cores server / fleets',
+      ],
+      rows,
+    );
+  }
   // Targets: figures against the issue's goals, never assertions.
   const targets = [];
   const conns = o.conns;
@@ -1155,9 +1298,11 @@ function report(seconds) {
       a.ratio <= 1.1 ? 'met' : 'not met',
     ]);
     targets.push([
-      `all agents back ≤ 60 s after restart (${fmtNum(a.n)})`,
-      Number.isFinite(a.rpBackS) ? `${fmtNum(a.rpBackS, 1)} s` : `only ${a.rpBackPartial}`,
-      a.rpBackS <= 60 ? 'met' : 'not met',
+      `all agents back ≤ 30 s after restart (${fmtNum(a.n)})`,
+      Number.isFinite(a.rpBackS)
+        ? `${fmtNum(a.rpBackS, 1)} s (${fmtNum(a.rpBackHandshakes?.resumed)} of ${fmtNum(a.n)} handshakes resumed)`
+        : `only ${a.rpBackPartial}`,
+      a.rpBackS <= 30 ? 'met' : 'not met',
     ]);
     targets.push([
       `idle traffic ≤ 3 MB/agent/day (${fmtNum(a.n)})`,
@@ -1166,7 +1311,7 @@ function report(seconds) {
     ]);
   }
   if (!results.agents.some((a) => a.n >= 10000) && sections.has('agents'))
-    targets.push(['10,000 agents back within 60 s', 'not run (opt in: --agents 10000)', '–']);
+    targets.push(['10,000 agents back within 30 s', 'not run (opt in: --agents 10000)', '–']);
   if (targets.length) both('Targets (reported, not asserted)', ['target', 'measured', ''], targets);
 
   let prof = '';

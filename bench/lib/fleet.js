@@ -2,9 +2,14 @@
 // A fleet of idle agents in one process, each with its own TLS connection and
 // its own client certificate (CN agent-<i>), all over one shared key pair.
 //   mode "restpipe": RestPipeClient instances (no gateway), default heartbeats
-//                    and reconnect settings, as an agent runs them
+//                    and reconnect settings, as an agent runs them: each speaks
+//                    the pipe protocol (Hello, heartbeats), keeps the server's
+//                    last session ticket and offers it on its next dial, and
+//                    waits between attempts with the client's full-jitter backoff
 //   mode "bare":     plain node:tls mutual-TLS connections that just stay open
-// IPC: start → dial them all; status → how many are up; the parent kills us.
+//                    (no tickets: the bare server is only measured connecting)
+// IPC: start → dial them all; status → how many are up, handshakes resumed and
+// full, failed attempts by kind, this process's CPU; the parent kills us.
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import { pino } from 'pino';
@@ -15,6 +20,22 @@ const { mode, host, port, caPem, keyPem, certs } = spec;
 let connected = 0;
 let connects = 0;
 let failures = 0;
+// Completed handshakes, from the client's own account (`isSessionReused()`):
+// those that led to a pipe, and those whose attempt failed after the handshake.
+const handshakes = { resumed: 0, full: 0, failedResumed: 0, failedFull: 0 };
+// Failed attempts by why they failed (the server down, a connect timeout, …).
+const failureKinds = {};
+
+/** A short name for why an attempt failed, to tell a server that is down from one that is overloaded. */
+function failureKind(err) {
+  const code = err?.code;
+  if (typeof code === 'string') return code;
+  const m = String(err?.message ?? err);
+  if (/took over \d+ ms/.test(m)) return 'connect timeout';
+  if (/during the handshake/.test(m)) return 'closed during TLS handshake';
+  if (/before the server said hello/.test(m)) return 'closed before hello';
+  return m.slice(0, 60);
+}
 const agents = [];
 
 const log = pino({ level: 'error' });
@@ -34,8 +55,16 @@ function prepareRestpipe(certPem) {
     if (e.type === 'connected') {
       connected++;
       connects++;
+      if (e.resumed) handshakes.resumed++;
+      else handshakes.full++;
     } else if (e.type === 'disconnected') connected--;
-    else if (e.type === 'connect_failed') failures++;
+    else if (e.type === 'connect_failed') {
+      failures++;
+      const kind = failureKind(e.error);
+      failureKinds[kind] = (failureKinds[kind] ?? 0) + 1;
+      if (e.resumed === true) handshakes.failedResumed++;
+      else if (e.resumed === false) handshakes.failedFull++;
+    }
   });
   agents.push(client);
 }
@@ -85,7 +114,15 @@ const commands = {
     return { agents: certs.length };
   },
   status() {
-    return { connected, connects, failures, rss: process.memoryUsage().rss };
+    return {
+      connected,
+      connects,
+      failures,
+      failureKinds: { ...failureKinds },
+      handshakes: { ...handshakes },
+      cpuS: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
+      rss: process.memoryUsage().rss,
+    };
   },
 };
 
