@@ -804,8 +804,12 @@ async function agents(n) {
     const fs1 = await Promise.all(fleets.map((f) => ask(f, 'status')));
     row.rpConnectFailures = fs1.reduce((a, s) => a + s.failures, 0);
     row.rpConnectHandshakes = sumHandshakes(fs1);
+    row.rpConnectFailureKinds = diffKinds(fs1, []);
+    const c1 = await serverCounters(gw);
+    // Connections the server accepted beyond one per agent: attempts that failed after the accept, and replacements.
+    row.rpConnectExtra = c1 ? (c1['connections.added'] ?? 0) - n : NaN;
     log(
-      `  RestPipe: ${fmtNum(await count())} connected in ${fmtNum(row.rpConnectS, 1)} s; server CPU ${fmtNum(row.rpConnectCpuMs, 2)} ms per agent; ${fmtNum(row.rpConnectFailures)} failed attempts, ${fmtNum(row.rpConnectOverflows)} listen-queue overflows (host-wide)`,
+      `  RestPipe: ${fmtNum(await count())} connected in ${fmtNum(row.rpConnectS, 1)} s; server CPU ${fmtNum(row.rpConnectCpuMs, 2)} ms per agent; ${fmtNum(row.rpConnectFailures)} failed attempts (${fmtKinds(row.rpConnectFailureKinds)}), ${fmtNum(row.rpConnectOverflows)} listen-queue overflows (host-wide); handshakes ${fmtNum(row.rpConnectHandshakes.full)} full, ${fmtNum(row.rpConnectHandshakes.resumed)} resumed; the server accepted ${fmtNum(row.rpConnectExtra)} connections more than one per agent`,
     );
     // Agents whose first attempts timed out during the storm may still be
     // reconnecting (replacing their older connection): wait until the set is
@@ -908,15 +912,20 @@ async function agents(n) {
         `    ${p.t.toFixed(1).padStart(6)} s  ${String(p.back).padStart(6)} / ${String(p.connected).padStart(6)}  ${fmtKinds(p.kinds)}; ${p.resumed}/${p.full}`,
       );
     const sc = row.rpBackServerCounters;
-    if (sc)
+    if (sc) {
+      row.rpBackExtra = (sc['connections.added'] ?? 0) - n;
       log(
         `  the restarted server counted ${fmtNum(sc['connections.resumed'] ?? 0)} resumed among ${fmtNum(sc['connections.added'] ?? 0)} accepted connections (${fmtNum(sc['connections.refused'] ?? 0)} refused)`,
       );
+    }
     log(
-      `  storm CPU: server ${fmtNum(row.rpBackReconnectCpuMs, 2)} ms per agent without its start-up (${fmtNum(startupCpuS * 1000)} ms, measured on the first start), ${fmtNum(row.rpBackServerCores, 2)} cores from listening to all back; fleet processes ${fmtNum(row.rpBackFleetCores, 2)} cores; first connect was ${fmtNum(row.rpConnectHandshakes.full)} full, ${fmtNum(row.rpConnectHandshakes.resumed)} resumed`,
+      `  storm CPU: server ${fmtNum(row.rpBackReconnectCpuMs, 2)} ms per agent without its start-up (${fmtNum(startupCpuS * 1000)} ms, measured on the first start), ${fmtNum(row.rpBackServerCores, 2)} cores from listening to all back; fleet processes ${fmtNum(row.rpBackFleetCores, 2)} cores`,
     );
+    // The server first, at once: a drain would say GoAway to every agent, and nothing is measured there.
+    server.expectedExit = true;
+    server.kill('SIGKILL');
+    await server.exited;
     for (const f of fleets) await stopChild(f);
-    await stopChild(server);
   }
 
   // Bare Node mutual-TLS server holding the same number of connections.

@@ -1,20 +1,35 @@
 #!/usr/bin/env node
 // Experiment behind proposals in docs/benchmarks.md: server CPU per mutual-TLS
-// handshake in Node (the server in its own process, 2,000 handshakes, 20 at a
-// time): RSA-2048 identities from certs-tool vs P-256 identities (made with
-// the openssl CLI: certs-tool makes RSA only), full handshakes vs TLS 1.3
-// session resumption with tickets. Not part of `npm run bench`.
-//   node bench/experiments/handshakes.js
+// handshake in Node. Not part of `npm run bench`.
+//   node bench/experiments/handshakes.js [--only bare|restpipe]
+//
+// bare:     a plain node:tls server in its own process, 2,000 handshakes, 20 at
+//           a time: RSA-2048 identities from certs-tool vs P-256 identities
+//           (made with the openssl CLI: certs-tool makes RSA only), full
+//           handshakes vs TLS 1.3 session resumption with tickets.
+// restpipe: the RestPipe server executable (server/dist/cli.js, its ticket
+//           keys) and real RestPipeClients (100 agents, each its own
+//           certificate, 20 reconnecting at a time, 400 reconnects of each
+//           kind). A reconnect is what a restart storm costs the server per
+//           agent plus the close of the old connection: TLS handshake, accept
+//           checks, the pipe's Hello both ways. Resumed: the client closes its
+//           pipe and dials again with its session ticket. Full: the same after
+//           a reload of the client's identity (a new certificate of the same
+//           name), which drops the ticket. Server CPU is process.cpuUsage()
+//           in the server around each kind's reconnects (asked over IPC).
 import { execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { procCpu, which } from '../lib/util.js';
+import { ask, freePort, killAll, procCpu, stopChild, which } from '../lib/util.js';
 
 const N = 2000;
 const self = fileURLToPath(import.meta.url);
+const root = join(dirname(self), '../..');
+const onlyAt = process.argv.indexOf('--only');
+const only = onlyAt > 0 ? process.argv[onlyAt + 1] : undefined;
 
 if (process.argv[2] === 'server') {
   const f = JSON.parse(readFileSync(process.argv[3], 'utf8'));
@@ -35,6 +50,16 @@ if (process.argv[2] === 'server') {
   try {
     const { createBenchIdentities } = await import('../lib/identities.js');
     const ids = await createBenchIdentities(join(work, 'ids'));
+    if (only !== 'restpipe') await bareHandshakes(work, ids);
+    if (only !== 'bare') await restpipeReconnects(ids);
+  } finally {
+    await killAll();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function bareHandshakes(work, ids) {
+  {
     const kinds = {
       'RSA-2048 (certs-tool)': { skey: ids.server.keyPem, scert: ids.server.certPem, ca: ids.ca.certPem, ckey: ids.client.keyPem, ccert: ids.client.certPem },
     };
@@ -78,8 +103,86 @@ if (process.argv[2] === 'server') {
         child.kill();
       }
     }
+  }
+}
+
+/** Server CPU per reconnect of real RestPipeClients to the RestPipe server executable, full vs resumed. */
+async function restpipeReconnects(ids) {
+  const AGENTS = 100;
+  const BATCH = 20;
+  const ROUNDS = 4;
+  const { signAgentCertificates } = await import('../lib/identities.js');
+  const { startServer } = await import('../lib/nodes.js');
+  const { RestPipeClient, loadClientConfig } = await import('@restpipe/client');
+  const { pino } = await import('pino');
+  // Two certificates per agent (same name, new serial): reloading the other one drops the client's ticket.
+  const certs = [signAgentCertificates(ids.ca, ids.agentKey, AGENTS), signAgentCertificates(ids.ca, ids.agentKey, AGENTS)];
+  const [pipePort, gatewayPort] = [await freePort(), await freePort()];
+  const server = await startServer(root, ids, { pipePort, gatewayPort, hooks: true, name: 'restpipe-server (handshakes)' });
+  const config = await loadClientConfig({
+    RP_CLIENT_TARGET_HOSTNAME: '127.0.0.1',
+    RP_CLIENT_TARGET_PORT: String(pipePort),
+    // Dial again at once, whatever the pipe's age: the experiment paces the reconnects itself.
+    RP_CLIENT_RECONNECT_INITIAL_S: '0.001',
+    RP_CLIENT_RECONNECT_STABLE_S: '0',
+    RP_STATSD_HOST: '',
+    RP_LOG_LEVEL: 'error',
+  });
+  const log = pino({ level: 'error' });
+  const agents = certs[0].map((cert) => {
+    const client = new RestPipeClient({ config, identity: { key: ids.agentKey.keyPem, cert, ca: ids.ca.certPem }, gateway: false, log });
+    const agent = { client, which: 0, waiters: [] };
+    client.on('status', (e) => {
+      if (e.type === 'connected') for (const w of agent.waiters.splice(0)) w(e.resumed === true);
+    });
+    return agent;
+  });
+  const connected = (a) => new Promise((resolve) => a.waiters.push(resolve));
+  const serverCpuMs = async () => {
+    const u = await ask(server, 'cpu');
+    return (u.user + u.system) / 1000;
+  };
+  /** Runs `dial` on every agent, BATCH at a time, each batch waiting for its pipes; returns server ms per dial and how many resumed. */
+  const measure = async (dial) => {
+    let resumed = 0;
+    const c0 = await serverCpuMs();
+    const t0 = performance.now();
+    for (let i = 0; i < agents.length; i += BATCH) {
+      const batch = agents.slice(i, i + BATCH);
+      const up = batch.map(connected);
+      for (const a of batch) dial(a);
+      for (const r of await Promise.all(up)) resumed += r ? 1 : 0;
+    }
+    const ms = (await serverCpuMs()) - c0;
+    return { msPer: ms / agents.length, resumed, perS: agents.length / ((performance.now() - t0) / 1000) };
+  };
+  const closePipe = (a) => a.client.exchange?.close(new Error('reconnect (handshakes experiment)'));
+  const rows = { 'first connect': [], 'reconnect, full': [], 'reconnect, resumed': [] };
+  try {
+    rows['first connect'].push(await measure((a) => a.client.start()));
+    for (let round = 0; round < ROUNDS; round++) {
+      rows['reconnect, resumed'].push(await measure(closePipe));
+      rows['reconnect, full'].push(
+        await measure((a) => {
+          a.which = 1 - a.which;
+          a.client.reloadIdentity({ key: ids.agentKey.keyPem, cert: certs[a.which][agents.indexOf(a)], ca: ids.ca.certPem });
+          closePipe(a);
+        }),
+      );
+    }
+    console.log(`RestPipe server (server/dist/cli.js), ${AGENTS} RestPipeClients, ${BATCH} at a time, ${ROUNDS} rounds of reconnects:`);
+    for (const [what, rs] of Object.entries(rows)) {
+      const n = rs.length * AGENTS;
+      const ms = rs.reduce((x, r) => x + r.msPer, 0) / rs.length;
+      const resumed = rs.reduce((x, r) => x + r.resumed, 0);
+      const perS = rs.reduce((x, r) => x + r.perS, 0) / rs.length;
+      console.log(
+        `  ${what.padEnd(20)}: server CPU ${ms.toFixed(2)} ms per agent (rounds ${rs.map((r) => r.msPer.toFixed(2)).join(', ')}), ${perS.toFixed(0)} agents/s, ${resumed}/${n} resumed`,
+      );
+    }
   } finally {
-    rmSync(work, { recursive: true, force: true });
+    await Promise.all(agents.map((a) => a.client.close(0)));
+    await stopChild(server);
   }
 }
 

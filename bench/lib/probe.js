@@ -2,6 +2,7 @@
 // server/dist/cli.js) when they run with an IPC channel. Idle until asked:
 //   mem      → gc twice, then process.memoryUsage()
 //   clients  → the connected-client count the bench hooks keep
+//   cpu      → process.cpuUsage() (µs of user and system time since start)
 //   profile-start / profile-stop → V8 CPU profile via node:inspector
 // It does not touch RestPipe's code.
 import inspector from 'node:inspector';
@@ -22,6 +23,9 @@ if (process.send) {
     },
     clients() {
       return { ...globalThis.__restpipeBench };
+    },
+    cpu() {
+      return process.cpuUsage();
     },
     async 'profile-start'(m) {
       session = new inspector.Session();
