@@ -722,7 +722,7 @@ function stormTimeline(fleets, st0, t0, serverCount) {
 /** The counters of a RestPipe server's `/_restpipe/status`, or undefined. */
 async function serverCounters(gatewayPort) {
   try {
-    const r = await fetch(`http://127.0.0.1:${gatewayPort}/_restpipe/status`);
+    const r = await fetch(`http://127.0.0.1:${gatewayPort}/_restpipe/status`, { signal: AbortSignal.timeout(30_000) });
     return (await r.json()).counters;
   } catch {
     return undefined;
@@ -1445,7 +1445,14 @@ ${notes.length ? `Notes:\n\n${notes.map((n) => `- ${n}`).join('\n')}\n` : ''}
   scaled to a day; "IP" adds 52 bytes (IPv4 + TCP with timestamps) per segment; idle server CPU is
   its CPU time over that window. *All back*: from SIGKILL of the server to all N connected to the
   restarted server (the agents had been up longer than \`RP_CLIENT_RECONNECT_STABLE_S\`, so they
-  start from the shortest backoff).
+  start from the shortest backoff, then wait with the client's full-jitter backoff). Each agent
+  offers the session ticket of its last pipe, as the client does; *handshakes resumed / full*
+  are the agents' own count (\`isSessionReused()\`) of the handshakes that led to a pipe, checked
+  against the restarted server's \`connections.resumed\` counter; *server CPU ms/agent* in the storm
+  table is the restarted server's CPU until all are back, less what a start with no agent costs
+  (the first start's), divided by N; *cores*: that CPU over the time from listening to all back, and
+  the fleet processes' CPU over the storm. The run's log adds a per-second timeline of the storm.
+  Server CPU per full and per resumed handshake in isolation: \`node bench/experiments/handshakes.js\`.
 - **Run time**: the default run (agents 1,000 and 5,000) takes about 9 minutes here; 10,000 agents
   are opt-in (\`--agents 1000,5000,10000\`, about 13 minutes in all) and need ~20,000 open files (the
   script raises \`ulimit -n\` itself when it can). \`--quick\` is a 2-minute smoke run.
