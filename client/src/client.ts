@@ -398,7 +398,9 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
    * so the server's certificate is checked here against the current CA
    * bundle and CRL on every handshake: the one shown, or on resumption the
    * one of the full handshake the session goes back to. A failed attempt
-   * after a handshake forgets the session: the next one is a full handshake.
+   * after a handshake forgets the session (the next one is a full
+   * handshake), unless it failed by its own timeout: a server too busy to
+   * say hello in time is best helped by a resumption.
    */
   private connectOnce(target: Target): Promise<Connected> {
     const { host, port, servername } = target;
@@ -446,16 +448,19 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
         clearTimeout(timer);
         this.dialing = undefined;
         // Turned away after a handshake (resumed or not), or TLS failed: the next attempt
-        // is a full handshake. A server that is down keeps the session for its restart.
-        if (resumed !== undefined || /^ERR_(SSL|TLS)_/.test((err as NodeJS.ErrnoException).code ?? '')) this.sessions.delete(key);
+        // is a full handshake. A server that is down keeps the session for its restart,
+        // and so does one too busy to say hello in time (a storm): resuming is what it needs.
+        if (err === timedOut) {
+          if (ticket && server) keep(ticket);
+        } else if (resumed !== undefined || /^ERR_(SSL|TLS)_/.test((err as NodeJS.ErrnoException).code ?? '')) {
+          this.sessions.delete(key);
+        }
         socket.destroy();
         if (resumed !== undefined) Object.assign(err, { tlsResumed: resumed });
         reject(err);
       };
-      const timer = setTimeout(
-        () => fail(new Error(`connecting to ${host}:${port} took over ${this.config.connectTimeoutMs} ms`)),
-        this.config.connectTimeoutMs,
-      );
+      const timedOut = new Error(`connecting to ${host}:${port} took over ${this.config.connectTimeoutMs} ms`);
+      const timer = setTimeout(() => fail(timedOut), this.config.connectTimeoutMs);
       socket.once('error', fail);
       socket.once('close', () => fail(new Error('the server closed the connection during the handshake')));
       socket.once('secureConnect', () => {

@@ -1,0 +1,67 @@
+/**
+ * The client's TLS session across failed attempts: a server too busy to say
+ * hello within the connect timeout (a reconnect storm) gets a resumed
+ * handshake on the next attempt, not another full one.
+ */
+import { once } from 'node:events';
+import tls from 'node:tls';
+import type { ClientStatusEvent } from '@restpipe/client';
+import { deriveTicketKeys } from '@restpipe/shared';
+import { afterEach, describe, expect, it } from 'vitest';
+import { testPki } from './helpers/identities.js';
+import { closeAll, onClose, startClient, waitFor } from './helpers/pipe.js';
+
+afterEach(closeAll);
+
+describe("the client's TLS session", () => {
+  it('is kept when an attempt times out waiting for hello, so the next attempt resumes', async () => {
+    const pki = await testPki();
+    // A TLS server that completes handshakes (and gives tickets) but never speaks the pipe protocol.
+    const silent = tls.createServer({
+      key: pki.server.key,
+      cert: pki.server.cert,
+      ca: pki.server.ca,
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.3',
+      ticketKeys: deriveTicketKeys(String(pki.server.key), []),
+    });
+    const resumedOnServer: boolean[] = [];
+    const sockets = new Set<tls.TLSSocket>();
+    silent.on('secureConnection', (socket) => {
+      sockets.add(socket);
+      resumedOnServer.push(socket.isSessionReused());
+      socket.on('error', () => undefined);
+    });
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    onClose(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const socket of sockets) socket.destroy();
+          silent.close(() => resolve());
+        }),
+    );
+    const port = (silent.address() as { port: number }).port;
+
+    const failures: Array<{ resumed?: boolean; message: string }> = [];
+    const client = await startClient(
+      { port },
+      {
+        name: 'slowpoke',
+        waitConnected: false,
+        env: { RP_CLIENT_CONNECT_TIMEOUT_S: '0.3', RP_CLIENT_RECONNECT_INITIAL_S: '0.01', RP_CLIENT_RECONNECT_MAX_S: '0.05' },
+      },
+    );
+    client.on('status', (e: ClientStatusEvent) => {
+      if (e.type === 'connect_failed') failures.push({ resumed: e.resumed, message: e.error.message });
+    });
+    await waitFor(() => failures.length >= 3, 20_000, 'three attempts that time out');
+    await client.close(0);
+    expect(failures.every((f) => /took over 300 ms/.test(f.message))).toBe(true);
+    // The first is a full handshake; every later one resumes the session the first got.
+    expect(failures[0]?.resumed).toBe(false);
+    expect(failures.slice(1).map((f) => f.resumed)).toEqual(failures.slice(1).map(() => true));
+    expect(resumedOnServer.slice(1, 3)).toEqual([true, true]);
+  });
+});
