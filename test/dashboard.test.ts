@@ -297,7 +297,7 @@ describe('dashboard routes', () => {
     const assetsDir = pathToFileURL(`${empty}/`);
     const serverApp = Fastify();
     onClose(() => serverApp.close());
-    registerDashboardRoutes(serverApp, { log, clients: () => [], on: () => undefined }, { assetsDir });
+    registerDashboardRoutes(serverApp, { log, clients: () => [], hasClient: () => false, on: () => undefined }, { assetsDir });
     const clientApp = Fastify();
     onClose(() => clientApp.close());
     registerClientDashboard(clientApp, { log, status: () => ({}), on: () => undefined }, { assetsDir });

@@ -146,6 +146,13 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     return names;
   }
 
+  /** Whether a client of this name is connected: here, or in a cluster to another instance. */
+  hasClient(name: string): boolean {
+    const exchange = this.registry.get(name);
+    if (exchange && exchange.state !== 'closed') return true;
+    return this._cluster?.holds(name) ?? false;
+  }
+
   /** This instance's part in a cluster, when `RP_SERVER_NATS_URL` is set and the server started. */
   get cluster(): Cluster | undefined {
     return this._cluster;

@@ -101,6 +101,11 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     return new RemotePipe(link, name, record.instance, record.address ?? undefined);
   }
 
+  /** Whether another instance holds a client of this name. */
+  holds(name: string): boolean {
+    return this.directory.holderOf(name) !== undefined;
+  }
+
   /** The names of the clients on the other instances. */
   remoteNames(): string[] {
     return this.directory.remoteClients().map((c) => c.name);

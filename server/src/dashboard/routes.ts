@@ -18,6 +18,8 @@ import { RecentStats, type BucketView, type ClientCountersView, type GatewayAnsw
 export interface DashboardSource {
   readonly log: Logger;
   clients(): Array<Record<string, unknown>>;
+  /** Whether a client of this name is connected now (a lookup, not a list: it runs on every disconnect). */
+  hasClient(name: string): boolean;
   on(event: 'connection', listener: (event: ClientConnectionEvent) => void): unknown;
 }
 
@@ -82,7 +84,7 @@ const MAX_NAME_CHARS = 256;
 export function registerDashboardRoutes(app: FastifyInstance, server: DashboardSource, opts: DashboardOptions = {}): RecentStats {
   const stats = opts.stats ?? new RecentStats();
   const connections = new ConnectionLog();
-  const isConnected = (name: string) => server.clients().some((c) => c.name === name);
+  const isConnected = (name: string) => server.hasClient(name);
   server.on('connection', (event) => connections.add(event, event.type === 'disconnected' && isConnected(event.name)));
 
   recordGatewayAnswers(app, (answer) => stats.record(answer));
