@@ -21,6 +21,7 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createBenchIdentities, signAgentCertificates, LOAD_CLIENT_NAME } from './lib/identities.js';
+import { clusterSection } from './lib/cluster.js';
 import { discardPending, prepareAgainst } from './lib/against.js';
 import { startClient, startServer } from './lib/nodes.js';
 import { summarizeProfile } from './lib/profile.js';
@@ -72,7 +73,9 @@ const HELP = `usage: npm run bench -- [options]
   --idle-window S        seconds of idle traffic measured per agent count (20)
   --profile-seconds S    seconds of CPU profile under load (8); 0 skips
   --quiet-wait S         before each load, wait up to S s for other processes to leave the CPU (20); 0 never waits
-  --only LIST / --skip LIST   sections: throughput,latency,stream,agents,profile
+  --cluster-conns N      connections of the cluster section's closed-loop load (64)
+  --cluster-agents N     agents on the instance the cluster section kills (1000); 0 skips
+  --only LIST / --skip LIST   sections: throughput,latency,stream,agents,profile,cluster
   --retakes N            take a load again up to N times when other processes disturbed it (1)
   --quick                1 round, short loads, 300 agents, 256 MiB streams (smoke run)
   --against REF          also run the RestPipe paths of REF (a git ref, built in a temporary
@@ -124,8 +127,10 @@ const o = {
   profileSeconds: Number(opt('profile-seconds', quick ? 3 : 8)),
   quietWait: Number(opt('quiet-wait', quickAgainst ? 1 : 20)),
   retakes: Number(opt('retakes', quickAgainst ? 0 : 1)),
+  clusterConns: Number(opt('cluster-conns', 64)),
+  clusterAgents: Number(opt('cluster-agents', quick ? 200 : 1000)),
 };
-const ALL_SECTIONS = ['throughput', 'latency', 'stream', 'agents', 'profile'];
+const ALL_SECTIONS = ['throughput', 'latency', 'stream', 'agents', 'profile', 'cluster'];
 const only = opt('only', againstRef !== undefined ? 'throughput,latency,stream' : undefined);
 const skip = list(opt('skip', ''));
 const sections = new Set((only ? list(only) : ALL_SECTIONS).filter((s) => !skip.includes(s)));
@@ -255,6 +260,21 @@ try {
   for (const p of paths) for (const c of p.children ?? []) await stopChild(c);
   if (sections.has('stream')) await streaming();
   if (sections.has('agents')) for (const n of o.agents) await agents(n);
+  if (sections.has('cluster')) {
+    await clusterSection({
+      root,
+      ids,
+      o,
+      log,
+      step,
+      loader,
+      measured,
+      loadClientName: LOAD_CLIENT_NAME,
+      results,
+      signAgentCertificates,
+      startFleets,
+    });
+  }
 } catch (err) {
   console.error(`\nbench failed: ${err.stack ?? err}`);
   notes.push(`The run stopped early: ${String(err.message ?? err).split('\n')[0]}`);
@@ -750,11 +770,12 @@ function fmtKinds(kinds) {
   return e.length ? e.map(([k, v]) => `${fmtNum(v)} ${k}`).join(', ') : 'none';
 }
 
-async function startFleets(n, mode, port, certs, keyPem) {
+/** Fleet processes of `n` agents dialing 127.0.0.1:`port`, or the list of `targets` (`host:port,…`) when given. */
+async function startFleets(n, mode, port, certs, keyPem, targets = '127.0.0.1') {
   const fleets = [];
   for (let i = 0; i < n; i += o.perProcess) {
     const spec = join(work, `fleet-${mode}-${i}.json`);
-    writeFileSync(spec, JSON.stringify({ mode, host: '127.0.0.1', port, caPem: ids.ca.certPem, keyPem, certs: certs.slice(i, i + o.perProcess) }));
+    writeFileSync(spec, JSON.stringify({ mode, host: targets, port, caPem: ids.ca.certPem, keyPem, certs: certs.slice(i, i + o.perProcess) }));
     const child = startChild(`fleet-${mode}-${i / o.perProcess}`, process.execPath, [join(root, 'bench/lib/fleet.js')], {
       ipc: true,
       env: { ...process.env, FLEET_SPEC: spec },
@@ -1318,6 +1339,42 @@ function report(seconds) {
       `${fmtMB(a.idleWirePerDay)} with IP+TCP headers (${fmtMB(a.idlePayloadPerDay)} TLS payload)`,
       a.idleWirePerDay <= 3e6 ? 'met' : 'not met',
     ]);
+  }
+  const cl = results.cluster;
+  if (cl?.skipped) md.push(`### Cluster\n`, `Skipped: ${cl.skipped}.`, '');
+  else if (cl?.local) {
+    both(
+      `Cluster: two instances on one nats-server, the load client on instance a; local = through a's gateway, remote = through b's (b → NATS link → a → pipe)`,
+      ['path', `req/s at ${cl.conns} conns`, 'p50 ms', 'p99 ms', `p50 ms at ${fmtNum(cl.rate)} req/s`, `p99 ms at ${fmtNum(cl.rate)} req/s`, 'non-2xx/errors'],
+      [
+        [
+          'local instance',
+          fmtNum(cl.local.rps),
+          fmtMs(cl.local.closedP50),
+          fmtMs(cl.local.closedP99),
+          fmtMs(cl.local.rateP50),
+          fmtMs(cl.local.rateP99),
+          String(cl.local.bad),
+        ],
+        [
+          'remote instance',
+          fmtNum(cl.remote.rps),
+          fmtMs(cl.remote.closedP50),
+          fmtMs(cl.remote.closedP99),
+          fmtMs(cl.remote.rateP50),
+          fmtMs(cl.remote.rateP99),
+          String(cl.remote.bad),
+        ],
+      ],
+    );
+    targets.push([`remote ≥ 0.7× local req/s at ${cl.conns} connections`, fmtRatio(cl.ratio), cl.ratio >= 0.7 ? 'met' : 'not met']);
+    targets.push([`remote hop adds ≤ 0.3 ms p50 at ${fmtNum(cl.rate)} req/s`, `+${fmtMs(cl.addedP50)} ms`, cl.addedP50 <= 0.3 ? 'met' : 'not met']);
+    if (cl.failoverAgents) {
+      const s = Number.isFinite(cl.failoverS)
+        ? `${fmtNum(cl.failoverS, 1)} s (all on the survivor after ${fmtNum(cl.failoverConnectedS, 1)} s)`
+        : `only ${cl.failoverPartial}`;
+      targets.push([`failover of ${fmtNum(cl.failoverAgents)} agents ≤ 10 s`, s, Number.isFinite(cl.failoverS) && cl.failoverS <= 10 ? 'met' : 'not met']);
+    }
   }
   if (!results.agents.some((a) => a.n >= 10000) && sections.has('agents'))
     targets.push(['10,000 agents back within 30 s', 'not run (opt in: --agents 10000)', '–']);

@@ -121,6 +121,7 @@ export async function clusterSection(ctx) {
       started.push(d);
       await waitUntil(async () => (await status(gb)).clusterClients >= n, { timeoutMs: 60_000, intervalMs: 200, what: `instance b to see the ${n} agents` });
       const killedAt = performance.now();
+      c.expectedExit = true;
       c.kill('SIGKILL');
       const onD = async () => (await status(gd)).clients;
       const seenOnD = async () => {
@@ -148,29 +149,4 @@ export async function clusterSection(ctx) {
     for (const child of started.reverse()) await stopChild(child).catch(() => {});
     await stopChild(nats).catch(() => {});
   }
-}
-
-/** The section's Markdown for docs/benchmarks.md. */
-export function clusterMarkdown(row, { fmtRatio }) {
-  if (!row) return '';
-  if (row.skipped) return `## Cluster\n\nSkipped: ${row.skipped}.\n`;
-  const line = (label, x) =>
-    `| ${label} | ${fmtNum(x.rps)} | ${fmtMs(x.closedP50)} | ${fmtMs(x.closedP99)} | ${fmtMs(x.rateP50)} | ${fmtMs(x.rateP99)} | ${x.bad} |`;
-  return [
-    '## Cluster',
-    '',
-    `Two server instances on one nats-server (same host), the load client connected to instance a. "Local" is the request through a's gateway; "remote" the same request through b's gateway: b → NATS link → a → the client's pipe and back. Same run, interleaved rounds; closed loop at ${row.conns} connections, open loop at ${fmtNum(row.rate)} req/s.`,
-    '',
-    `| path | req/s at ${row.conns} conns | p50 ms | p99 ms | p50 ms at ${fmtNum(row.rate)} req/s | p99 ms at ${fmtNum(row.rate)} req/s | non-2xx/errors |`,
-    '|---|---|---|---|---|---|---|',
-    line('local instance', row.local),
-    line('remote instance', row.remote),
-    '',
-    `Remote/local req/s: **${fmtRatio(row.ratio)}** (target ≥ 0.7×). Added p50 at ${fmtNum(row.rate)} req/s: **+${fmtMs(row.addedP50)} ms** (target ≤ 0.3 ms).`,
-    '',
-    row.failoverAgents
-      ? `Failover: ${fmtNum(row.failoverAgents)} agents (real \`RestPipeClient\`s with the list of instances c,d) on instance c; c SIGKILLed: all connected to d after **${fmtNum(row.failoverConnectedS, 1)} s**, listed on d by instance b after **${Number.isFinite(row.failoverS) ? `${fmtNum(row.failoverS, 1)} s` : `– (only ${row.failoverPartial})`}** (target ≤ 10 s).`
-      : '',
-    '',
-  ].join('\n');
 }
