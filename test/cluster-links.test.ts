@@ -4,11 +4,11 @@
  * holding instance, the RemotePipe on the asking one, and the NATS
  * connection that stays up for ever.
  */
-import { createHash } from 'node:crypto';
+
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { FrameDecoder } from '@restpipe/proto';
@@ -35,6 +35,7 @@ import { testPki } from './helpers/identities.js';
 import { restartNatsServer, startNatsServer, type NatsServer } from './helpers/nats.js';
 import { tempDir } from './helpers/nginx.js';
 import { TEST_ENV, closeAll, onClose, waitFor } from './helpers/pipe.js';
+import { patternSource, sha256Of } from './helpers/bytes.js';
 
 afterEach(closeAll);
 
@@ -51,38 +52,6 @@ const STREAM_ENV = {
 /** Room for the control frames (replies, credits, pings) that go out without waiting for the buffer. */
 const CONTROL_SLACK = 16 * 1024;
 const subjects = new Subjects(NAMESPACE);
-
-/** A deterministic stream of `total` bytes in 256 KiB pieces, hashed as it goes. */
-function patternSource(total: number): { stream: Readable; digest: () => string } {
-  const hash = createHash('sha256');
-  let sent = 0;
-  let seed = 1;
-  const stream = new Readable({
-    read() {
-      if (sent >= total) return void this.push(null);
-      const n = Math.min(256 * 1024, total - sent);
-      const buf = Buffer.allocUnsafe(n);
-      for (let i = 0; i < n; i += 4) {
-        seed = (seed * 1103515245 + 12345) >>> 0;
-        buf.writeUInt32LE(seed, i);
-      }
-      hash.update(buf);
-      sent += n;
-      this.push(buf);
-    },
-  });
-  return { stream, digest: () => hash.digest('hex') };
-}
-
-async function sha256Of(stream: AsyncIterable<unknown>): Promise<{ hex: string; bytes: number }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  for await (const piece of stream) {
-    hash.update(piece as Buffer);
-    bytes += (piece as Buffer).length;
-  }
-  return { hex: hash.digest('hex'), bytes };
-}
 
 /** A promise and its resolver. */
 function signal<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {

@@ -3,7 +3,7 @@
  * flow control, binary-safe, bounded memory, slow readers isolated, and
  * cancellation that leaves nothing pending on either side.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClientEventHandler } from '@restpipe/client';
@@ -13,42 +13,11 @@ import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closeAll, httpClient, onClose, startPair, waitFor } from './helpers/pipe.js';
 import { Agent } from 'undici';
+import { patternSource, sha256Of } from './helpers/bytes.js';
 
 afterEach(closeAll);
 
 const MiB = 1024 * 1024;
-
-/** A deterministic stream of `total` bytes in 256 KiB pieces, hashed as it goes. */
-function patternSource(total: number): { stream: Readable; digest: () => string } {
-  const hash = createHash('sha256');
-  let sent = 0;
-  let seed = 1;
-  const stream = new Readable({
-    read() {
-      if (sent >= total) return void this.push(null);
-      const n = Math.min(256 * 1024, total - sent);
-      const buf = Buffer.allocUnsafe(n);
-      for (let i = 0; i < n; i += 4) {
-        seed = (seed * 1103515245 + 12345) >>> 0;
-        buf.writeUInt32LE(seed, i);
-      }
-      hash.update(buf);
-      sent += n;
-      this.push(buf);
-    },
-  });
-  return { stream, digest: () => hash.digest('hex') };
-}
-
-async function sha256Of(stream: AsyncIterable<unknown>): Promise<{ hex: string; bytes: number }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  for await (const piece of stream) {
-    hash.update(piece as Buffer);
-    bytes += (piece as Buffer).length;
-  }
-  return { hex: hash.digest('hex'), bytes };
-}
 
 /** Explicit stream settings, so the bounds the tests assert are these numbers, not the defaults. */
 const WINDOW = 1 * MiB;
