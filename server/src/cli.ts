@@ -4,7 +4,7 @@
  * (README, "Options"); `--check-config`, `--version`, `--help`.
  */
 import { runNodeCli } from '@restpipe/shared';
-import { loadServerConfig, SERVER_IDENTITY_FILES } from './config.js';
+import { checkClusterSettings, loadServerConfig, SERVER_IDENTITY_FILES } from './config.js';
 import { ServerConnectionStateEvents, ServerEventHandler, ServerExampleHandler } from './handler.js';
 import { RestPipeServer } from './server.js';
 
@@ -19,6 +19,7 @@ await runNodeCli({
   // crl.pem: the revocation list restpipe-certs installs beside the identity.
   identity: { files: SERVER_IDENTITY_FILES, variable: 'RP_SERVER_CERT_PATH', usage: 'serverAuth', crlFile: 'crl.pem' },
   describe: (config) => `pipe ${config.bindInterface}:${config.bindPort}`,
+  checkSettings: (config) => checkClusterSettings(config),
   start: async (parts) => {
     const server = new RestPipeServer(parts);
     await server.start();

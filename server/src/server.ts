@@ -30,7 +30,7 @@ import {
 import type { FastifyInstance } from 'fastify';
 import { IntermediateCache, acceptClient, refuseHandshake } from './accept.js';
 import { Cluster, type ClientRecord } from './cluster/cluster.js';
-import { SERVER_IDENTITY_FILES, type ServerConfig } from './config.js';
+import { SERVER_IDENTITY_FILES, checkClusterSettings, type ServerConfig } from './config.js';
 import { registerDashboardRoutes } from './dashboard/routes.js';
 import { ServerConnectionStateEvents, ServerExampleHandler, type ServerEventHandler } from './handler.js';
 import { LocalClientRegistry, type ClientRegistry } from './registry.js';
@@ -240,8 +240,9 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     return closed;
   }
 
-  /** Listens for clients, then starts the gateway. */
+  /** Listens for clients, then starts the gateway (and joins the cluster); throws `ConfigError` for cluster settings that do not fit. */
   async start(): Promise<void> {
+    checkClusterSettings(this.config);
     this.tlsServer.listen(this.config.bindPort, this.config.bindInterface);
     await once(this.tlsServer, 'listening');
     const pipe = this.pipeAddress;

@@ -115,6 +115,8 @@ export interface NodeCliSpec<C extends NodeCliConfig, H extends EventHandler, K 
   identity: IdentityCheck;
   /** The node's own part of `--check-config`'s line, e.g. `pipe 0.0.0.0:1234`. */
   describe(config: C): string;
+  /** The node's own checks of settings that go together and files they name (throws `ConfigError`). */
+  checkSettings?(config: C): void;
   /** Makes and starts the node from the resolved parts. */
   start(parts: NodeParts<C, H, K>): Promise<RunningNode>;
 }
@@ -143,6 +145,7 @@ interface Checked<C, H, K> {
  */
 async function checkNode<C extends NodeCliConfig, H extends EventHandler, K extends object>(spec: NodeCliSpec<C, H, K>): Promise<Checked<C, H, K>> {
   const config = await spec.loadConfig();
+  spec.checkSettings?.(config);
   const Handler = config.handlerClass ? await loadClass(config.handlerClass, spec.handler.base, 'RP_EVENT_HANDLER_FQ_CLASS') : spec.handler.example;
   const Hooks = config.hooksClass ? await loadClass(config.hooksClass, spec.hooks.base, spec.hooks.variable) : spec.hooks.base;
   const identity = checkIdentityFiles(config.certPath, spec.identity);
