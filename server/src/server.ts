@@ -273,7 +273,7 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
         return exchange ? this.clientRecord(name, exchange) : undefined;
       },
     });
-    cluster.on('connection', (event) => this.emit('connection', { ...event, clients: this.registry.size + cluster.remoteClients().length }));
+    cluster.on('connection', (event) => this.emit('connection', { ...event, clients: this.registry.size + cluster.remoteCount() }));
     cluster.on('replaced', (name, byInstance) => {
       const exchange = this.registry.get(name);
       if (!exchange) return;
@@ -324,7 +324,7 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
       listening: pipe ? { address: pipe.address, port: pipe.port } : null,
       clients: this.registry.size,
       ...(this._cluster
-        ? { instance: this._instanceName, clusterClients: this.registry.size + this._cluster.remoteClients().length, cluster: this._cluster.status() }
+        ? { instance: this._instanceName, clusterClients: this.registry.size + this._cluster.remoteCount(), cluster: this._cluster.status() }
         : {}),
       uptimeS: this.kit.uptimeS(),
       identity: this.kit.identityStatus(),

@@ -111,6 +111,11 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     return this.directory.remoteClients().map((c) => c.name);
   }
 
+  /** How many connections the other instances hold (a count, cheap enough for every event). */
+  remoteCount(): number {
+    return this.directory.remoteCount();
+  }
+
   /** The clients on the other instances. */
   remoteClients(): ClientRecord[] {
     return this.directory.remoteClients();
@@ -133,7 +138,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       instance: this.instance,
       nats: this.nats.status(),
       instances: this.directory.instances(),
-      remoteClients: this.directory.remoteClients().length,
+      remoteClients: this.directory.remoteCount(),
       links: this.links.status(),
     };
   }

@@ -278,6 +278,17 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return [...byName.values()];
   }
 
+  /**
+   * How many client connections the other instances hold: a sum of counts,
+   * not a list (it runs on every connection event). A name held twice for
+   * a moment (a handover before the older holder closes) counts twice.
+   */
+  remoteCount(): number {
+    let n = 0;
+    for (const remote of this.remotes.values()) n += remote.clients.size;
+    return n;
+  }
+
   /** The other instances seen and not expired. */
   instances(): InstanceView[] {
     const now = performance.now();
