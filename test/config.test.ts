@@ -81,6 +81,8 @@ const SERVER_FIELDS: ReadonlyArray<keyof ServerConfig> = [
   'hooksClass',
   'idleHookIntervalMs',
   'handshakeTimeoutMs',
+  'handshakesMax',
+  'handshakeQueueMs',
 ];
 const CLIENT_FIELDS: ReadonlyArray<keyof ClientConfig> = [
   ...COMMON_FIELDS,

@@ -7,7 +7,7 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import tls from 'node:tls';
 import {
@@ -33,6 +33,7 @@ import { Cluster, type ClientRecord } from './cluster/cluster.js';
 import { SERVER_IDENTITY_FILES, checkClusterSettings, type ServerConfig } from './config.js';
 import { registerDashboardRoutes } from './dashboard/routes.js';
 import { ServerConnectionStateEvents, ServerExampleHandler, type ServerEventHandler } from './handler.js';
+import { HandshakeQueue } from './handshake-queue.js';
 import { LocalClientRegistry, type ClientRegistry } from './registry.js';
 import { registerServerStatusRoutes, type ServerEvents } from './status-routes.js';
 
@@ -53,6 +54,8 @@ export interface ServerOptions {
   registry?: ClientRegistry;
   /** Start the HTTP gateway too. @default true */
   gateway?: boolean;
+  /** How long one handshake counts against `RP_SERVER_HANDSHAKES_MAX` at most, ms (see `HandshakeQueue`). @default 1000 */
+  handshakeLeaseMs?: number;
 }
 
 /** What the server keeps of a connected client's certificate. */
@@ -69,7 +72,11 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
   readonly log: Logger;
   private readonly kit: NodeKit;
   private readonly hooks: ServerConnectionStateEvents;
+  /** Does the handshakes; it never listens: `listener` accepts and `handshakes` hands it the sockets. */
   private readonly tlsServer: tls.Server;
+  /** Accepts pipe connections, unread, for `handshakes` to pace. */
+  private readonly listener: net.Server;
+  private readonly handshakes: HandshakeQueue;
   private readonly app: FastifyInstance | undefined;
   private readonly sockets = new Set<tls.TLSSocket>();
   /** The certificate of each live exchange, for `/_restpipe/clients` and for the check on reload. */
@@ -107,9 +114,23 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
         rejectUnauthorized: false,
         handshakeTimeout: opts.config.handshakeTimeoutMs,
       },
-      (socket) => this.onConnection(socket),
+      (socket) => {
+        this.handshakes.done(rawSocketOf(socket));
+        this.onConnection(socket);
+      },
     );
-    this.tlsServer.on('tlsClientError', (err, socket) => refuseHandshake(err, socket, this.kit));
+    this.tlsServer.on('tlsClientError', (err, socket) => {
+      this.handshakes.done(rawSocketOf(socket));
+      refuseHandshake(err, socket, this.kit);
+    });
+    this.handshakes = new HandshakeQueue({
+      max: opts.config.handshakesMax,
+      maxWaitMs: opts.config.handshakeQueueMs,
+      leaseMs: opts.handshakeLeaseMs,
+      stats: this.kit.stats,
+      start: (socket) => this.tlsServer.emit('connection', socket),
+    });
+    this.listener = net.createServer({ pauseOnConnect: true }, (socket) => this.handshakes.admit(socket));
     this.app =
       opts.gateway === false
         ? undefined
@@ -243,8 +264,8 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
   /** Listens for clients, then starts the gateway (and joins the cluster); throws `ConfigError` for cluster settings that do not fit. */
   async start(): Promise<void> {
     checkClusterSettings(this.config);
-    this.tlsServer.listen(this.config.bindPort, this.config.bindInterface);
-    await once(this.tlsServer, 'listening');
+    this.listener.listen(this.config.bindPort, this.config.bindInterface);
+    await once(this.listener, 'listening');
     const pipe = this.pipeAddress;
     this.log.info({ address: pipe.address, port: pipe.port }, 'pipe listening for clients');
     this._instanceName = this.config.instanceName ?? `${hostname()}:${pipe.port}`;
@@ -307,7 +328,7 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
 
   /** Where the TLS listener is bound. */
   get pipeAddress(): AddressInfo {
-    return this.tlsServer.address() as AddressInfo;
+    return this.listener.address() as AddressInfo;
   }
 
   /** `http://host:port` or the unix socket path of the gateway. */
@@ -317,12 +338,13 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
 
   /** The server's health and counters, as `/_restpipe/status` answers. */
   status(): Record<string, unknown> {
-    const pipe = this.tlsServer.listening ? this.pipeAddress : undefined;
+    const pipe = this.listener.listening ? this.pipeAddress : undefined;
     return {
       side: 'server',
       pipe: this.closing ? 'draining' : pipe ? 'listening' : 'down',
       listening: pipe ? { address: pipe.address, port: pipe.port } : null,
       clients: this.registry.size,
+      handshakes: this.handshakes.status,
       ...(this._cluster
         ? { instance: this._instanceName, clusterClients: this.registry.size + this._cluster.remoteCount(), cluster: this._cluster.status() }
         : {}),
@@ -440,7 +462,8 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     this.watch?.close();
     this.kit.stopIdentityMonitor();
     this.emit('closing');
-    this.tlsServer.close();
+    this.listener.close();
+    this.handshakes.close();
     const gatewayClosed = this.app?.close();
     await Promise.all([...this.registry.entries()].map(([, exchange]) => drainAndClose(exchange, 'the server is shutting down', graceMs)));
     // Its clients' disconnects went out to the cluster; requests forwarded here are done.
@@ -451,6 +474,15 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     await gatewayClosed;
     for (const socket of this.sockets) socket.destroy();
   }
+}
+
+/**
+ * The accepted socket a TLS socket was made from (`HandshakeQueue` counts
+ * those). Node's `TLSSocket` keeps it as `_parent`; were that ever gone,
+ * the slot would still free when the socket closes or its lease ends.
+ */
+function rawSocketOf(socket: tls.TLSSocket): net.Socket | undefined {
+  return (socket as unknown as { _parent?: net.Socket })._parent;
 }
 
 /** A certificate's notAfter as ISO text, or null. */

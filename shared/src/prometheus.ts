@@ -72,6 +72,7 @@ export const METRIC_MAPPINGS: readonly MetricMapping[] = [
   { statsd: 'connections.added', type: 'counter', family: 'restpipe_connections_added_total', nodes: 'server', help: 'clients connected (TLS and identity accepted)' },
   { statsd: 'connections.removed', type: 'counter', family: 'restpipe_connections_removed_total', nodes: 'server', help: 'client connections closed, including one replaced by a newer connection with the same name' },
   { statsd: 'connections.refused', type: 'counter', family: 'restpipe_connections_refused_total', nodes: 'server', help: 'connections refused: TLS handshake failed or timed out, or a certificate revoked, expired, not yet valid, from another CA, without CN or without client usage' },
+  { statsd: 'connections.queue_timeouts', type: 'counter', family: 'restpipe_connections_queue_timeouts_total', nodes: 'server', help: 'connections closed unhandshaken after waiting RP_SERVER_HANDSHAKE_QUEUE_S for a handshake slot (a reconnect storm); their clients retry' },
   { statsd: 'connections.resumed', type: 'counter', family: 'restpipe_connections_resumed_total', nodes: 'server', help: 'clients connected on a resumed TLS session' },
   { statsd: 'connections.revoked', type: 'counter', family: 'restpipe_connections_revoked_total', nodes: 'server', help: 'live client connections closed because a reload no longer trusts their certificate (revoked, or its CA dropped)' },
   { statsd: 'clients.connected', type: 'gauge', family: 'restpipe_clients_connected', nodes: 'server', help: 'clients connected now' },

@@ -48,6 +48,8 @@ export interface ServerSetup {
   hooks?: ServerConnectionStateEvents;
   identity?: TlsIdentity;
   stats?: Stats;
+  /** ServerOptions.handshakeLeaseMs. */
+  handshakeLeaseMs?: number;
 }
 
 export async function startServer(setup: ServerSetup = {}): Promise<RestPipeServer> {
@@ -60,6 +62,7 @@ export async function startServer(setup: ServerSetup = {}): Promise<RestPipeServ
     hooks: setup.hooks,
     log: quietLog,
     stats: setup.stats ?? nullStats,
+    handshakeLeaseMs: setup.handshakeLeaseMs,
   });
   onClose(() => server.close(0));
   await server.start();

@@ -1,0 +1,156 @@
+/**
+ * Paces the server's TLS handshakes. Connections are accepted at once
+ * (so the kernel's listen queue never overflows), but at most `max`
+ * handshakes are in progress at a time; the others wait, unread, and the
+ * newest is started first. Why: when thousands of agents come back
+ * together (a server restart), starting every handshake at once shares
+ * the CPU among all of them, each takes longer than the clients' connect
+ * timeout, and nearly all of the work is thrown away; started a bounded
+ * number at a time, each completes in milliseconds. Newest first, because
+ * under overload the oldest waiters are the likeliest to have given up:
+ * work goes to clients still waiting, and the starved ones come back with
+ * a fresh connection after their backoff.
+ *
+ * A connection that waited longer than `maxWaitMs` is closed without a
+ * handshake (counted in `connections.queue_timeouts`); its client retries.
+ * A handshake counts against `max` until it completes or fails, or for
+ * `leaseMs` at most: a peer that stalls mid-handshake (or never speaks)
+ * cannot hold a slot for longer, so a few silent connections cannot shut
+ * everyone out; the TLS server's own handshake timeout still ends it.
+ */
+import type { Socket } from 'node:net';
+import type { Stats } from '@restpipe/shared';
+
+export interface HandshakeQueueOptions {
+  /** Handshakes in progress at once (`RP_SERVER_HANDSHAKES_MAX`). */
+  readonly max: number;
+  /** Longest wait for a handshake to start, ms (`RP_SERVER_HANDSHAKE_QUEUE_S`). */
+  readonly maxWaitMs: number;
+  /** Longest time a handshake counts against `max`, ms. @default 1000 */
+  readonly leaseMs?: number;
+  /** Starts the TLS handshake of an accepted socket (hands it to the TLS server). */
+  readonly start: (socket: Socket) => void;
+  readonly stats: Stats;
+  /** Milliseconds now; injectable for tests. @default performance.now */
+  readonly now?: () => number;
+}
+
+/** What `/_restpipe/status` shows of the queue. */
+export interface HandshakeQueueStatus {
+  readonly inProgress: number;
+  readonly waiting: number;
+  readonly max: number;
+}
+
+interface Waiter {
+  readonly socket: Socket;
+  readonly since: number;
+}
+
+/** How often waiters and leases are checked while there are any, ms. */
+const SWEEP_MS = 250;
+
+export class HandshakeQueue {
+  /** Sockets whose handshake counts against `max`, with the time it started. */
+  private readonly running = new Map<Socket, number>();
+  /** Waiting sockets, oldest first: the newest is taken from the end, the expired from `head`. */
+  private waiters: Array<Waiter | undefined> = [];
+  private head = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly leaseMs: number;
+  private readonly now: () => number;
+
+  constructor(private readonly opts: HandshakeQueueOptions) {
+    this.leaseMs = opts.leaseMs ?? 1000;
+    this.now = opts.now ?? (() => performance.now());
+  }
+
+  /** An accepted socket (not yet read from): its handshake starts now, or when a slot frees. */
+  admit(socket: Socket): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    if (this.running.size < this.opts.max) {
+      this.begin(socket);
+      return;
+    }
+    this.waiters.push({ socket, since: this.now() });
+    this.arm();
+  }
+
+  /** The handshake of `socket` completed or failed, or the socket closed: its slot is free. Idempotent. */
+  done(socket: Socket | undefined): void {
+    if (!socket || !this.running.delete(socket)) return;
+    this.pump();
+  }
+
+  get status(): HandshakeQueueStatus {
+    return { inProgress: this.running.size, waiting: this.waiters.length - this.head, max: this.opts.max };
+  }
+
+  /** Closes every waiting socket and takes no more; handshakes in progress go on. */
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    for (let i = this.head; i < this.waiters.length; i++) this.waiters[i]?.socket.destroy();
+    this.waiters = [];
+    this.head = 0;
+    this.running.clear();
+  }
+
+  private begin(socket: Socket): void {
+    this.running.set(socket, this.now());
+    socket.once('close', () => this.done(socket));
+    this.arm();
+    this.opts.start(socket);
+  }
+
+  /** Starts waiting handshakes, newest first, while slots are free. */
+  private pump(): void {
+    while (this.running.size < this.opts.max && this.waiters.length > this.head) {
+      const next = this.waiters.pop() as Waiter;
+      if (next.socket.destroyed) continue;
+      this.begin(next.socket);
+    }
+    this.compact();
+  }
+
+  private arm(): void {
+    if (this.timer || this.closed) return;
+    this.timer = setInterval(() => this.sweep(), SWEEP_MS);
+    this.timer.unref();
+  }
+
+  /** Closes waiters past their wait, frees slots past their lease, and stops when nothing is left. */
+  private sweep(): void {
+    const now = this.now();
+    while (this.waiters.length > this.head) {
+      const oldest = this.waiters[this.head] as Waiter;
+      if (now - oldest.since < this.opts.maxWaitMs) break;
+      this.waiters[this.head++] = undefined;
+      if (oldest.socket.destroyed) continue;
+      this.opts.stats.increment('connections.queue_timeouts');
+      oldest.socket.destroy();
+    }
+    for (const [socket, since] of this.running) if (now - since >= this.leaseMs) this.running.delete(socket);
+    this.pump();
+    if (this.running.size === 0 && this.waiters.length === this.head && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  /** Drops the expired head of the waiting list once it is most of the array. */
+  private compact(): void {
+    if (this.head === this.waiters.length) {
+      this.waiters = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.waiters.length) {
+      this.waiters = this.waiters.slice(this.head);
+      this.head = 0;
+    }
+  }
+}
