@@ -433,13 +433,17 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
           return undefined;
         },
       });
-      // Offered here rather than as `tls.connect`'s `session` option when
-      // the socket can take it (`setSession`, what `tls.connect` itself
-      // calls): the option is parsed twice, once by the TLSSocket and again
-      // by `connect`, 0.13 ms of CPU each on a 2 KB session, paid on every
-      // attempt of a reconnect storm. The handshake starts once TCP
-      // connects, after this.
-      if (offered && !offerAtConnect) (socket as unknown as SessionSetter).setSession(offered.ticket);
+      // Offered once TCP is connected, just before the ClientHello is made
+      // (`tls.connect` starts the handshake from its own 'connect'
+      // listener, which this one precedes), rather than as `tls.connect`'s
+      // `session` option when the socket can take it (`setSession`, what
+      // `tls.connect` itself calls): the option is parsed twice, by the
+      // TLSSocket and again by `connect`, 0.13 ms of CPU each for a 2 KB
+      // session, and even when the server is down and refuses the
+      // connection — costs paid on every attempt of a reconnect storm.
+      if (offered && !offerAtConnect) {
+        socket.prependOnceListener('connect', () => (socket as unknown as SessionSetter).setSession(offered.ticket));
+      }
       this.dialing = socket;
       let settled = false;
       let succeeded = false;

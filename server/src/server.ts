@@ -39,6 +39,14 @@ import { registerServerStatusRoutes, type ServerEvents } from './status-routes.j
 
 export type { ClientConnectionEvent, ServerEvents } from './status-routes.js';
 
+/**
+ * Connections the kernel may hold completed for the pipe port before the
+ * server accepts them (capped by net.core.somaxconn). Node's default is
+ * 511; a reconnect storm brings thousands within a second, and a SYN
+ * dropped on a full queue costs its client a 1 s retransmission.
+ */
+const LISTEN_BACKLOG = 4096;
+
 export interface ServerOptions {
   config: ServerConfig;
   /** The handler for the clients' events. @default new ServerExampleHandler() */
@@ -264,7 +272,7 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
   /** Listens for clients, then starts the gateway (and joins the cluster); throws `ConfigError` for cluster settings that do not fit. */
   async start(): Promise<void> {
     checkClusterSettings(this.config);
-    this.listener.listen(this.config.bindPort, this.config.bindInterface);
+    this.listener.listen({ port: this.config.bindPort, host: this.config.bindInterface, backlog: LISTEN_BACKLOG });
     await once(this.listener, 'listening');
     const pipe = this.pipeAddress;
     this.log.info({ address: pipe.address, port: pipe.port }, 'pipe listening for clients');
