@@ -936,7 +936,7 @@ async function agents(n) {
     if (sc) {
       row.rpBackExtra = (sc['connections.added'] ?? 0) - n;
       log(
-        `  the restarted server counted ${fmtNum(sc['connections.resumed'] ?? 0)} resumed among ${fmtNum(sc['connections.added'] ?? 0)} accepted connections (${fmtNum(sc['connections.refused'] ?? 0)} refused)`,
+        `  the restarted server counted ${fmtNum(sc['connections.resumed'] ?? 0)} resumed among ${fmtNum(sc['connections.added'] ?? 0)} accepted connections (${fmtNum(sc['connections.refused'] ?? 0)} refused; ${fmtNum(sc['connections.queue_timeouts'] ?? 0)} closed after waiting RP_SERVER_HANDSHAKE_QUEUE_S for a handshake)`,
       );
     }
     log(

@@ -7,7 +7,9 @@
  * with real clients.
  */
 import net from 'node:net';
+import { Writable } from 'node:stream';
 import tls from 'node:tls';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HandshakeQueue } from '../server/src/handshake-queue.js';
 import { CountingStats } from './helpers/counting-stats.js';
@@ -19,6 +21,16 @@ afterEach(closeAll);
 /** A listener whose accepted sockets go to a queue; `started` lists the client ports whose handshake started, in order. */
 async function queueOnLoopback(opts: { max: number; maxWaitMs?: number; leaseMs?: number }) {
   const stats = new CountingStats();
+  const lines: Array<Record<string, unknown>> = [];
+  const log = pino(
+    { level: 'warn' },
+    new Writable({
+      write(chunk, _encoding, callback) {
+        lines.push(JSON.parse(String(chunk)));
+        callback();
+      },
+    }),
+  );
   const started: number[] = [];
   const accepted: net.Socket[] = [];
   const queue = new HandshakeQueue({
@@ -26,6 +38,7 @@ async function queueOnLoopback(opts: { max: number; maxWaitMs?: number; leaseMs?
     maxWaitMs: opts.maxWaitMs ?? 60_000,
     leaseMs: opts.leaseMs ?? 60_000,
     stats,
+    log,
     start: (socket) => started.push(socket.remotePort as number),
   });
   const listener = net.createServer({ pauseOnConnect: true }, (socket) => {
@@ -54,7 +67,7 @@ async function queueOnLoopback(opts: { max: number; maxWaitMs?: number; leaseMs?
   };
   /** The accepted socket of a client. */
   const serverSide = (client: net.Socket) => accepted.find((s) => s.remotePort === client.localPort) as net.Socket;
-  return { queue, stats, started, connect, serverSide };
+  return { queue, stats, lines, started, connect, serverSide };
 }
 
 describe('HandshakeQueue', () => {
@@ -94,12 +107,13 @@ describe('HandshakeQueue', () => {
   });
 
   it('closes a connection that waited longer than maxWaitMs, never starting it, and counts it', async () => {
-    const { queue, stats, started, connect } = await queueOnLoopback({ max: 1, maxWaitMs: 300 });
+    const { queue, stats, lines, started, connect } = await queueOnLoopback({ max: 1, maxWaitMs: 300 });
     const first = await connect();
     const waiter = await connect();
     const closed = new Promise((resolve) => waiter.once('close', resolve));
     await closed;
     expect(stats.count('connections.queue_timeouts')).toBe(1);
+    expect(lines).toEqual([expect.objectContaining({ closed: 1, max: 1, maxWaitMs: 300, msg: expect.stringMatching(/waited too long for a TLS handshake/) })]);
     expect(started).toEqual([first.localPort]);
     expect(queue.status.waiting).toBe(0);
   });

@@ -19,7 +19,7 @@
  * everyone out; the TLS server's own handshake timeout still ends it.
  */
 import type { Socket } from 'node:net';
-import type { Stats } from '@restpipe/shared';
+import type { Logger, Stats } from '@restpipe/shared';
 
 export interface HandshakeQueueOptions {
   /** Handshakes in progress at once (`RP_SERVER_HANDSHAKES_MAX`). */
@@ -31,6 +31,8 @@ export interface HandshakeQueueOptions {
   /** Starts the TLS handshake of an accepted socket (hands it to the TLS server). */
   readonly start: (socket: Socket) => void;
   readonly stats: Stats;
+  /** Told, at warn and at most every 5 s, how many waiters were closed. */
+  readonly log?: Logger;
   /** Milliseconds now; injectable for tests. @default performance.now */
   readonly now?: () => number;
 }
@@ -49,6 +51,8 @@ interface Waiter {
 
 /** How often waiters and leases are checked while there are any, ms. */
 const SWEEP_MS = 250;
+/** Closed waiters are logged at most this often, ms. */
+const LOG_EVERY_MS = 5000;
 
 export class HandshakeQueue {
   /** Sockets whose handshake counts against `max`, with the time it started. */
@@ -58,6 +62,9 @@ export class HandshakeQueue {
   private head = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Waiters closed since the last log line, and when that was. */
+  private expiredUnlogged = 0;
+  private loggedAt = Number.NEGATIVE_INFINITY;
   private readonly leaseMs: number;
   private readonly now: () => number;
 
@@ -133,7 +140,16 @@ export class HandshakeQueue {
       this.waiters[this.head++] = undefined;
       if (oldest.socket.destroyed) continue;
       this.opts.stats.increment('connections.queue_timeouts');
+      this.expiredUnlogged++;
       oldest.socket.destroy();
+    }
+    if (this.expiredUnlogged > 0 && now - this.loggedAt >= LOG_EVERY_MS) {
+      this.opts.log?.warn(
+        { closed: this.expiredUnlogged, waiting: this.status.waiting, max: this.opts.max, maxWaitMs: this.opts.maxWaitMs },
+        'closed connections that waited too long for a TLS handshake (a reconnect storm?); their clients retry after their backoff',
+      );
+      this.expiredUnlogged = 0;
+      this.loggedAt = now;
     }
     for (const [socket, since] of this.running) if (now - since >= this.leaseMs) this.running.delete(socket);
     this.pump();

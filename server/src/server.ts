@@ -136,6 +136,7 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
       maxWaitMs: opts.config.handshakeQueueMs,
       leaseMs: opts.handshakeLeaseMs,
       stats: this.kit.stats,
+      log: this.log,
       start: (socket) => this.tlsServer.emit('connection', socket),
     });
     this.listener = net.createServer({ pauseOnConnect: true }, (socket) => this.handshakes.admit(socket));
