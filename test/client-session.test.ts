@@ -7,9 +7,9 @@ import { once } from 'node:events';
 import tls from 'node:tls';
 import type { ClientStatusEvent } from '@restpipe/client';
 import { deriveTicketKeys } from '@restpipe/shared';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { testPki } from './helpers/identities.js';
-import { closeAll, onClose, startClient, waitFor } from './helpers/pipe.js';
+import { closeAll, freePort, onClose, startClient, startServer, waitFor } from './helpers/pipe.js';
 
 afterEach(closeAll);
 
@@ -63,5 +63,29 @@ describe("the client's TLS session", () => {
     expect(failures[0]?.resumed).toBe(false);
     expect(failures.slice(1).map((f) => f.resumed)).toEqual(failures.slice(1).map(() => true));
     expect(resumedOnServer.slice(1, 3)).toEqual([true, true]);
+  });
+
+  it('is parsed once per attempt that reaches the server, and not at all for a refused one', async () => {
+    const port = await freePort();
+    const env = { RP_SERVER_BIND_PORT: String(port) };
+    const first = await startServer({ env });
+    const failures: string[] = [];
+    const client = await startClient(first, {
+      name: 'agent-1',
+      env: { RP_CLIENT_RECONNECT_INITIAL_S: '0.01', RP_CLIENT_RECONNECT_MAX_S: '0.05', RP_CLIENT_RECONNECT_STABLE_S: '0' },
+    });
+    client.on('status', (e: ClientStatusEvent) => {
+      if (e.type === 'connect_failed') failures.push((e.error as NodeJS.ErrnoException).code ?? e.error.message);
+    });
+    // The client holds a ticket of the first server; Node parses a session in `setSession`.
+    const parses = vi.spyOn(tls.TLSSocket.prototype as unknown as { setSession(s: Buffer): void }, 'setSession');
+    onClose(() => parses.mockRestore());
+    await first.close(0);
+    await waitFor(() => failures.filter((f) => f === 'ECONNREFUSED').length >= 3, 10_000, 'three refused attempts');
+    expect(parses).not.toHaveBeenCalled();
+    const second = await startServer({ env });
+    await waitFor(() => second.registry.get('agent-1')?.ready === true, 10_000, 'the client back');
+    expect(client.status().tls).toMatchObject({ resumed: true });
+    expect(parses).toHaveBeenCalledTimes(1);
   });
 });
