@@ -181,7 +181,14 @@ describe('the server paces its handshakes', () => {
     onClose(() => silent.destroy());
     await waitFor(() => (server.status().handshakes as { inProgress: number }).inProgress === 1, 5000, 'the silent handshake');
     // A TLS client behind it waits, and is closed at the end of its wait without a handshake.
-    const waiting = tls.connect({ port: server.pipeAddress.port, host: '127.0.0.1', servername: 'localhost', key: identity.key, cert: identity.cert, ca: identity.ca });
+    const waiting = tls.connect({
+      port: server.pipeAddress.port,
+      host: '127.0.0.1',
+      servername: 'localhost',
+      key: identity.key,
+      cert: identity.cert,
+      ca: identity.ca,
+    });
     onClose(() => waiting.destroy());
     const outcome = await new Promise<string>((resolve) => {
       waiting.once('secureConnect', () => resolve('handshake'));
