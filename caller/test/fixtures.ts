@@ -3,13 +3,13 @@
  * real pipe (test/helpers/pipe.ts), a caller closed at teardown, byte
  * patterns for large transfers.
  */
-import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createCaller, type Caller, type CallerOptions, type GatewayLocation } from '@restpipe/caller';
 import { ClientEventHandler } from '@restpipe/client';
 import { ServerEventHandler } from '@restpipe/server';
 import type { EventContext, PostData } from '@restpipe/shared';
+import { pattern, sha256Of } from '../../test/helpers/bytes.js';
 import { onClose } from '../../test/helpers/pipe.js';
 
 export const MiB = 1024 * 1024;
@@ -22,36 +22,8 @@ export function callerFor(gateway: GatewayLocation | undefined, opts?: CallerOpt
   return caller;
 }
 
-/** `total` deterministic bytes in 256 KiB pieces; `onPush` sees the bytes produced so far. */
-export function pattern(total: number, onPush?: (produced: number) => void): Readable {
-  let sent = 0;
-  let seed = 1;
-  return new Readable({
-    read() {
-      if (sent >= total) return void this.push(null);
-      const n = Math.min(256 * 1024, total - sent);
-      const buf = Buffer.allocUnsafe(n);
-      for (let i = 0; i < n; i += 4) {
-        seed = (seed * 1103515245 + 12345) >>> 0;
-        buf.writeUInt32LE(seed, i);
-      }
-      sent += n;
-      onPush?.(sent);
-      this.push(buf);
-    },
-  });
-}
-
-export async function sha256Of(stream: AsyncIterable<unknown>): Promise<{ hex: string; bytes: number }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  for await (const piece of stream) {
-    const buf = Buffer.isBuffer(piece) ? piece : Buffer.from(piece as Uint8Array);
-    hash.update(buf);
-    bytes += buf.length;
-  }
-  return { hex: hash.digest('hex'), bytes };
-}
+/** The byte patterns of the pipe's own streaming tests (test/helpers/bytes.ts). */
+export { pattern, sha256Of };
 
 function describePost(ctx: EventContext, post: PostData) {
   return {

@@ -2,12 +2,11 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 
-/** A deterministic stream of `total` bytes in 256 KiB pieces, hashed as it goes. */
-export function patternSource(total: number): { stream: Readable; digest: () => string } {
-  const hash = createHash('sha256');
+/** `total` deterministic bytes in 256 KiB pieces; `onPush` sees each piece and the bytes produced so far. */
+export function pattern(total: number, onPush?: (produced: number, piece: Buffer) => void): Readable {
   let sent = 0;
   let seed = 1;
-  const stream = new Readable({
+  return new Readable({
     read() {
       if (sent >= total) return void this.push(null);
       const n = Math.min(256 * 1024, total - sent);
@@ -16,11 +15,17 @@ export function patternSource(total: number): { stream: Readable; digest: () => 
         seed = (seed * 1103515245 + 12345) >>> 0;
         buf.writeUInt32LE(seed, i);
       }
-      hash.update(buf);
       sent += n;
+      onPush?.(sent, buf);
       this.push(buf);
     },
   });
+}
+
+/** `pattern(total)`, hashed as it goes. */
+export function patternSource(total: number): { stream: Readable; digest: () => string } {
+  const hash = createHash('sha256');
+  const stream = pattern(total, (_produced, piece) => hash.update(piece));
   return { stream, digest: () => hash.digest('hex') };
 }
 
@@ -29,8 +34,9 @@ export async function sha256Of(stream: AsyncIterable<unknown>): Promise<{ hex: s
   const hash = createHash('sha256');
   let bytes = 0;
   for await (const piece of stream) {
-    hash.update(piece as Buffer);
-    bytes += (piece as Buffer).length;
+    const buf = Buffer.isBuffer(piece) ? piece : Buffer.from(piece as Uint8Array);
+    hash.update(buf);
+    bytes += buf.length;
   }
   return { hex: hash.digest('hex'), bytes };
 }
