@@ -1347,25 +1347,9 @@ function report(seconds) {
       `Cluster: two instances on one nats-server, the load client on instance a; local = through a's gateway, remote = through b's (b → NATS link → a → pipe)`,
       ['path', `req/s at ${cl.conns} conns`, 'p50 ms', 'p99 ms', `p50 ms at ${fmtNum(cl.rate)} req/s`, `p99 ms at ${fmtNum(cl.rate)} req/s`, 'non-2xx/errors'],
       [
-        [
-          'local instance',
-          fmtNum(cl.local.rps),
-          fmtMs(cl.local.closedP50),
-          fmtMs(cl.local.closedP99),
-          fmtMs(cl.local.rateP50),
-          fmtMs(cl.local.rateP99),
-          String(cl.local.bad),
-        ],
-        [
-          'remote instance',
-          fmtNum(cl.remote.rps),
-          fmtMs(cl.remote.closedP50),
-          fmtMs(cl.remote.closedP99),
-          fmtMs(cl.remote.rateP50),
-          fmtMs(cl.remote.rateP99),
-          String(cl.remote.bad),
-        ],
-      ],
+        ['local instance', cl.local],
+        ['remote instance', cl.remote],
+      ].map(([name, p]) => [name, fmtNum(p.rps), fmtMs(p.closedP50), fmtMs(p.closedP99), fmtMs(p.rateP50), fmtMs(p.rateP99), String(p.bad)]),
     );
     targets.push([`remote ≥ 0.7× local req/s at ${cl.conns} connections`, fmtRatio(cl.ratio), cl.ratio >= 0.7 ? 'met' : 'not met']);
     targets.push([`remote hop adds ≤ 0.3 ms p50 at ${fmtNum(cl.rate)} req/s`, `+${fmtMs(cl.addedP50)} ms`, cl.addedP50 <= 0.3 ? 'met' : 'not met']);
