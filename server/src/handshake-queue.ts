@@ -33,8 +33,6 @@ export interface HandshakeQueueOptions {
   readonly stats: Stats;
   /** Told, at warn and at most every 5 s, how many waiters were closed. */
   readonly log?: Logger;
-  /** Milliseconds now; injectable for tests. @default performance.now */
-  readonly now?: () => number;
 }
 
 /** What `/_restpipe/status` shows of the queue. */
@@ -66,11 +64,9 @@ export class HandshakeQueue {
   private expiredUnlogged = 0;
   private loggedAt = Number.NEGATIVE_INFINITY;
   private readonly leaseMs: number;
-  private readonly now: () => number;
 
   constructor(private readonly opts: HandshakeQueueOptions) {
     this.leaseMs = opts.leaseMs ?? 1000;
-    this.now = opts.now ?? (() => performance.now());
   }
 
   /** An accepted socket (not yet read from): its handshake starts now, or when a slot frees. */
@@ -83,7 +79,7 @@ export class HandshakeQueue {
       this.begin(socket);
       return;
     }
-    this.waiters.push({ socket, since: this.now() });
+    this.waiters.push({ socket, since: performance.now() });
     this.arm();
   }
 
@@ -109,7 +105,7 @@ export class HandshakeQueue {
   }
 
   private begin(socket: Socket): void {
-    this.running.set(socket, this.now());
+    this.running.set(socket, performance.now());
     socket.once('close', () => this.done(socket));
     this.arm();
     this.opts.start(socket);
@@ -133,7 +129,7 @@ export class HandshakeQueue {
 
   /** Closes waiters past their wait, frees slots past their lease, and stops when nothing is left. */
   private sweep(): void {
-    const now = this.now();
+    const now = performance.now();
     while (this.waiters.length > this.head) {
       const oldest = this.waiters[this.head] as Waiter;
       if (now - oldest.since < this.opts.maxWaitMs) break;
