@@ -70,6 +70,8 @@ const HELP = `usage: npm run bench -- [options]
   --stream-request BYTES bytes per request while bodies are buffered (64MiB)
   --agents LIST          idle agent counts (1000,5000); "none" skips; 10000 is opt-in
   --agents-per-process N agents per fleet process (2500)
+  --storms N             restart storms per agent count (1): the server killed and started
+                         again N times with the same agents; the slowest is the target's figure
   --idle-window S        seconds of idle traffic measured per agent count (20)
   --profile-seconds S    seconds of CPU profile under load (8); 0 skips
   --quiet-wait S         before each load, wait up to S s for other processes to leave the CPU (20); 0 never waits
@@ -123,6 +125,7 @@ const o = {
   streamRequest: parseBytes(opt('stream-request', '64MiB')),
   agents: opt('agents', quick ? '300' : '1000,5000') === 'none' ? [] : list(opt('agents', quick ? '300' : '1000,5000')).map(Number),
   perProcess: Number(opt('agents-per-process', 2500)),
+  storms: Math.max(1, Number(opt('storms', 1))),
   idleWindow: Number(opt('idle-window', quick ? 6 : 20)),
   profileSeconds: Number(opt('profile-seconds', quick ? 3 : 8)),
   quietWait: Number(opt('quiet-wait', quickAgainst ? 1 : 20)),
@@ -706,8 +709,9 @@ function listenOverflows() {
  * server holds and how many the fleets count as connected, the failed
  * attempts so far by kind, the handshakes done. `stop()` returns the samples.
  */
-function stormTimeline(fleets, st0, t0, serverCount) {
+function stormTimeline(fleets, st0, t0, serverCount, serverLoop, serverQueue) {
   const samples = [];
+  const ov0 = listenOverflows();
   let running = true;
   const loop = (async () => {
     while (running) {
@@ -715,6 +719,9 @@ function stormTimeline(fleets, st0, t0, serverCount) {
       try {
         const st = await Promise.all(fleets.map((f) => ask(f, 'status', {}, 5000)));
         const back = await serverCount().catch(() => '?');
+        const sl = await serverLoop().catch(() => undefined);
+        const serverLoopMs = sl?.maxMs ?? NaN;
+        const queue = await serverQueue().catch(() => undefined);
         const hs = diffHandshakes(sumHandshakes(st), sumHandshakes(st0));
         samples.push({
           t: (performance.now() - t0) / 1000,
@@ -723,6 +730,11 @@ function stormTimeline(fleets, st0, t0, serverCount) {
           kinds: diffKinds(st, st0),
           resumed: hs.resumed,
           full: hs.full,
+          serverLoopMs,
+          serverFds: sl?.fds,
+          queue,
+          overflows: listenOverflows() - ov0,
+          fleetLoopMs: Math.max(...st.map((x) => x.loopMaxMs ?? NaN)),
         });
       } catch {
         // a fleet too busy to answer within 5 s: no sample this second
@@ -785,6 +797,107 @@ async function startFleets(n, mode, port, certs, keyPem, targets = '127.0.0.1') 
   }
   await Promise.all(fleets.map((f) => f.ready));
   return fleets;
+}
+
+/**
+ * One restart storm: kills the server with every agent connected, starts it
+ * again on the same ports, and times until every agent is back, with the
+ * curve, the failed attempts by kind, the handshakes and the CPU of both
+ * sides. Returns the figures and the new server process.
+ */
+async function restartStorm({ n, server, start, fleets, gw, startupCpuS, deadline, label }) {
+  const storm = {};
+  const count = async () => (await ask(server, 'clients')).clients;
+  // Agents whose last attempts timed out may still be replacing their connections.
+  await settle(server);
+  if (o.quietWait > 0) await waitQuiet({ maxMs: o.quietWait * 1000 });
+  const fk = foreignCpu();
+  const st0 = await Promise.all(fleets.map((f) => ask(f, 'status')));
+  const tk = performance.now();
+  let serverUp = false;
+  const timeline = stormTimeline(
+    fleets,
+    st0,
+    tk,
+    async () => (serverUp ? (await ask(server, 'clients', {}, 5000)).clients : 0),
+    async () => (serverUp ? await ask(server, 'loop', {}, 5000) : undefined),
+    async () => {
+      if (!serverUp) return undefined;
+      const r = await fetch(`http://127.0.0.1:${gw}/_restpipe/status`, { signal: AbortSignal.timeout(2000) });
+      return (await r.json()).handshakes;
+    },
+  );
+  server.expectedExit = true;
+  server.kill('SIGKILL');
+  await server.exited;
+  const ov1 = listenOverflows();
+  server = await start();
+  serverUp = true;
+  const tl = performance.now();
+  storm.rpRestartListenS = (tl - tk) / 1000;
+  // The storm's curve: when half, 90 % and 99 % of the agents were back.
+  const marks = [0.5, 0.9, 0.99];
+  storm.rpBackAt = {};
+  try {
+    await waitUntil(
+      async () => {
+        const c = await count();
+        for (const q of marks) if (storm.rpBackAt[q] === undefined && c >= q * n) storm.rpBackAt[q] = (performance.now() - tk) / 1000;
+        return c >= n;
+      },
+      { timeoutMs: deadline, intervalMs: 100, what: `${n} agents to come back` },
+    );
+    const t = performance.now();
+    storm.rpBackS = (t - tk) / 1000;
+    const cpu = procCpu(server.pid);
+    storm.rpBackCpuMs = (cpu / n) * 1000;
+    storm.rpBackReconnectCpuMs = (Math.max(0, cpu - startupCpuS) / n) * 1000;
+    storm.rpBackServerCores = Math.max(0, cpu - startupCpuS) / ((t - tl) / 1000);
+    storm.rpBackOverflows = listenOverflows() - ov1;
+    storm.rpBackForeign = fk.cores();
+  } catch {
+    storm.rpBackS = NaN;
+    storm.rpBackPartial = await count();
+  }
+  storm.rpBackTimeline = await timeline.stop();
+  const te = performance.now();
+  // The restarted server's own count (its `isSessionReused()` on each accepted socket).
+  storm.rpBackServerCounters = await serverCounters(gw);
+  const fs2 = await Promise.all(fleets.map((f) => ask(f, 'status')));
+  storm.failures = fs2.reduce((a, s) => a + s.failures, 0) - st0.reduce((a, s) => a + s.failures, 0);
+  storm.rpBackHandshakes = diffHandshakes(sumHandshakes(fs2), sumHandshakes(st0));
+  storm.rpBackFailureKinds = diffKinds(fs2, st0);
+  storm.rpBackFleetCores = (fs2.reduce((a, s) => a + s.cpuS, 0) - st0.reduce((a, s) => a + s.cpuS, 0)) / ((te - tk) / 1000);
+  const hb = storm.rpBackHandshakes;
+  log(
+    `  server killed and restarted${label} (listening after ${storm.rpRestartListenS.toFixed(1)} s): ${fmtNum(await count())} back after ${fmtNum(storm.rpBackS, 1)} s (${fmtNum(storm.failures)} failed attempts meanwhile, ${fmtNum(storm.rpBackOverflows)} listen-queue overflows; the new server used ${fmtNum(storm.rpBackCpuMs, 2)} ms CPU per agent, start-up included)`,
+  );
+  log(
+    `  storm: 50 % back after ${fmtNum(storm.rpBackAt[0.5], 1)} s, 90 % ${fmtNum(storm.rpBackAt[0.9], 1)} s, 99 % ${fmtNum(storm.rpBackAt[0.99], 1)} s; handshakes ${fmtNum(hb.resumed)} resumed, ${fmtNum(hb.full)} full (${fmtNum(hb.failedResumed)} resumed and ${fmtNum(hb.failedFull)} full in attempts that failed after the handshake); failed attempts: ${fmtKinds(storm.rpBackFailureKinds)}`,
+  );
+  log(
+    `  storm timeline (s after the kill: agents the server holds, fleet-side connected; failed attempts so far by kind; handshakes done resumed/full; longest event-loop delay since the last sample, server / slowest fleet; the server's handshakes in progress / waiting; listen-queue overflows so far, host-wide):`,
+  );
+  for (const p of storm.rpBackTimeline)
+    log(
+      `    ${p.t.toFixed(1).padStart(6)} s  ${String(p.back).padStart(6)} / ${String(p.connected).padStart(6)}  ${fmtKinds(p.kinds)}; ${p.resumed}/${p.full}; loop ${fmtNum(p.serverLoopMs)} / ${fmtNum(p.fleetLoopMs)} ms; handshaking/waiting ${p.queue ? `${p.queue.inProgress}/${p.queue.waiting}` : '–'}; overflows ${fmtNum(p.overflows)}; fds ${p.serverFds ?? '–'}`,
+    );
+  const sc = storm.rpBackServerCounters;
+  if (sc) {
+    storm.rpBackExtra = (sc['connections.added'] ?? 0) - n;
+    log(
+      `  the restarted server counted ${fmtNum(sc['connections.resumed'] ?? 0)} resumed among ${fmtNum(sc['connections.added'] ?? 0)} accepted connections (${fmtNum(sc['connections.refused'] ?? 0)} refused; ${fmtNum(sc['connections.queue_timeouts'] ?? 0)} closed unhandshaken by the handshake queue)`,
+    );
+  }
+  log(
+    `  storm CPU: server ${fmtNum(storm.rpBackReconnectCpuMs, 2)} ms per agent without its start-up (${fmtNum(startupCpuS * 1000)} ms, measured on the first start), ${fmtNum(storm.rpBackServerCores, 2)} cores from listening to all back; fleet processes ${fmtNum(storm.rpBackFleetCores, 2)} cores`,
+  );
+  return { ...storm, server };
+}
+
+/** The storm that took longest (one that never finished first). */
+function worstStorm(storms) {
+  return storms.reduce((w, x) => ((Number.isFinite(x.rpBackS) ? x.rpBackS : Infinity) > (Number.isFinite(w.rpBackS) ? w.rpBackS : Infinity) ? x : w));
 }
 
 async function agents(n) {
@@ -872,76 +985,27 @@ async function agents(n) {
       `  idle ${win.toFixed(0)} s over ${b.sockets} sockets: ${fmtBytes(row.idlePayloadPerDay)}/agent/day TLS payload, ${fmtBytes(row.idleWirePerDay)}/agent/day with IP+TCP headers (${row.idleSegsPerMin.toFixed(1)} segments/agent/min, ${row.idleDataSegsPerMin.toFixed(1)} of them with data); the idle server used ${(row.idleServerCpu * 100).toFixed(1)}% of a core; ${row.idleChurn} reconnections meanwhile`,
     );
 
-    // Kill the server and start it again; time until every agent is back.
-    if (o.quietWait > 0) await waitQuiet({ maxMs: o.quietWait * 1000 });
-    const fk = foreignCpu();
-    const st0 = await Promise.all(fleets.map((f) => ask(f, 'status')));
-    const tk = performance.now();
-    let serverUp = false;
-    const timeline = stormTimeline(fleets, st0, tk, async () => (serverUp ? (await ask(server, 'clients', {}, 5000)).clients : 0));
-    server.expectedExit = true;
-    server.kill('SIGKILL');
-    await server.exited;
-    const ov1 = listenOverflows();
-    server = await start();
-    serverUp = true;
-    const tl = performance.now();
-    row.rpRestartListenS = (tl - tk) / 1000;
-    // The storm's curve: when half, 90 % and 99 % of the agents were back.
-    const marks = [0.5, 0.9, 0.99];
-    row.rpBackAt = {};
-    try {
-      await waitUntil(
-        async () => {
-          const c = await count();
-          for (const q of marks) if (row.rpBackAt[q] === undefined && c >= q * n) row.rpBackAt[q] = (performance.now() - tk) / 1000;
-          return c >= n;
-        },
-        { timeoutMs: deadline, intervalMs: 100, what: `${n} agents to come back` },
-      );
-      const t = performance.now();
-      row.rpBackS = (t - tk) / 1000;
-      const cpu = procCpu(server.pid);
-      row.rpBackCpuMs = (cpu / n) * 1000;
-      row.rpBackReconnectCpuMs = (Math.max(0, cpu - startupCpuS) / n) * 1000;
-      row.rpBackServerCores = Math.max(0, cpu - startupCpuS) / ((t - tl) / 1000);
-      row.rpBackOverflows = listenOverflows() - ov1;
-      row.rpBackForeign = fk.cores();
-    } catch {
-      row.rpBackS = NaN;
-      row.rpBackPartial = await count();
+    // Kill the server and start it again, `--storms` times; time until every agent is back.
+    row.storms = [];
+    for (let i = 0; i < o.storms; i++) {
+      const storm = await restartStorm({
+        n,
+        server,
+        start,
+        fleets,
+        count,
+        gw,
+        startupCpuS,
+        deadline,
+        label: o.storms > 1 ? ` (storm ${i + 1} of ${o.storms})` : '',
+      });
+      server = storm.server;
+      delete storm.server;
+      row.storms.push(storm);
+      if (!Number.isFinite(storm.rpBackS)) break;
     }
-    row.rpBackTimeline = await timeline.stop();
-    const te = performance.now();
-    // The restarted server's own count (its `isSessionReused()` on each accepted socket).
-    row.rpBackServerCounters = await serverCounters(gw);
-    const fs2 = await Promise.all(fleets.map((f) => ask(f, 'status')));
-    row.reconnectFailures = fs2.reduce((a, s) => a + s.failures, 0);
-    row.rpBackHandshakes = diffHandshakes(sumHandshakes(fs2), sumHandshakes(st0));
-    row.rpBackFailureKinds = diffKinds(fs2, st0);
-    row.rpBackFleetCores = (fs2.reduce((a, s) => a + s.cpuS, 0) - st0.reduce((a, s) => a + s.cpuS, 0)) / ((te - tk) / 1000);
-    const hb = row.rpBackHandshakes;
-    log(
-      `  server killed and restarted (listening after ${row.rpRestartListenS.toFixed(1)} s): ${fmtNum(await count())} back after ${fmtNum(row.rpBackS, 1)} s (${fmtNum(row.reconnectFailures - row.rpConnectFailures)} failed attempts meanwhile, ${fmtNum(row.rpBackOverflows)} listen-queue overflows; the new server used ${fmtNum(row.rpBackCpuMs, 2)} ms CPU per agent, start-up included)`,
-    );
-    log(
-      `  storm: 50 % back after ${fmtNum(row.rpBackAt[0.5], 1)} s, 90 % ${fmtNum(row.rpBackAt[0.9], 1)} s, 99 % ${fmtNum(row.rpBackAt[0.99], 1)} s; handshakes ${fmtNum(hb.resumed)} resumed, ${fmtNum(hb.full)} full (${fmtNum(hb.failedResumed)} resumed and ${fmtNum(hb.failedFull)} full in attempts that failed after the handshake); failed attempts: ${fmtKinds(row.rpBackFailureKinds)}`,
-    );
-    log(`  storm timeline (s after the kill: agents the server holds, fleet-side connected; failed attempts so far by kind; handshakes done resumed/full):`);
-    for (const p of row.rpBackTimeline)
-      log(
-        `    ${p.t.toFixed(1).padStart(6)} s  ${String(p.back).padStart(6)} / ${String(p.connected).padStart(6)}  ${fmtKinds(p.kinds)}; ${p.resumed}/${p.full}`,
-      );
-    const sc = row.rpBackServerCounters;
-    if (sc) {
-      row.rpBackExtra = (sc['connections.added'] ?? 0) - n;
-      log(
-        `  the restarted server counted ${fmtNum(sc['connections.resumed'] ?? 0)} resumed among ${fmtNum(sc['connections.added'] ?? 0)} accepted connections (${fmtNum(sc['connections.refused'] ?? 0)} refused; ${fmtNum(sc['connections.queue_timeouts'] ?? 0)} closed after waiting RP_SERVER_HANDSHAKE_QUEUE_S for a handshake)`,
-      );
-    }
-    log(
-      `  storm CPU: server ${fmtNum(row.rpBackReconnectCpuMs, 2)} ms per agent without its start-up (${fmtNum(startupCpuS * 1000)} ms, measured on the first start), ${fmtNum(row.rpBackServerCores, 2)} cores from listening to all back; fleet processes ${fmtNum(row.rpBackFleetCores, 2)} cores`,
-    );
+    // The worst storm stands for the agent count in the tables and targets.
+    Object.assign(row, worstStorm(row.storms));
     // The server first, at once: a drain would say GoAway to every agent, and nothing is measured there.
     server.expectedExit = true;
     server.kill('SIGKILL');
@@ -1219,7 +1283,7 @@ function report(seconds) {
       fmtBytes(a.rpPerAgent),
       fmtBytes(a.barePerConn),
       fmtRatio(a.ratio),
-      Number.isFinite(a.rpBackS) ? fmtNum(a.rpBackS, 1) : `${a.rpBackPartial} only`,
+      (a.storms ?? []).map((x) => (Number.isFinite(x.rpBackS) ? fmtNum(x.rpBackS, 1) : `${x.rpBackPartial} only`)).join(' / ') || '–',
       fmtMB(a.idlePayloadPerDay),
       fmtMB(a.idleWirePerDay),
       `${(a.idleServerCpu * 100).toFixed(1)}%`,
@@ -1242,11 +1306,12 @@ function report(seconds) {
       rows,
     );
   }
-  if (results.agents.some((a) => a.rpBackHandshakes)) {
+  if (results.agents.some((a) => a.storms?.length)) {
     const rows = results.agents
+      .flatMap((a) => (a.storms ?? []).map((x, i, all) => ({ ...x, n: a.n, label: all.length > 1 ? ` #${i + 1}` : '' })))
       .filter((a) => a.rpBackHandshakes)
       .map((a) => [
-        fmtNum(a.n),
+        `${fmtNum(a.n)}${a.label}`,
         fmtNum(a.rpRestartListenS, 1),
         [0.5, 0.9, 0.99].map((q) => fmtNum(a.rpBackAt?.[q], 1)).join(' / '),
         Number.isFinite(a.rpBackS) ? fmtNum(a.rpBackS, 1) : `${a.rpBackPartial} only`,
@@ -1330,7 +1395,7 @@ function report(seconds) {
     targets.push([
       `all agents back ≤ 30 s after restart (${fmtNum(a.n)})`,
       Number.isFinite(a.rpBackS)
-        ? `${fmtNum(a.rpBackS, 1)} s (${fmtNum(a.rpBackHandshakes?.resumed)} of ${fmtNum(a.n)} handshakes resumed)`
+        ? `${fmtNum(a.rpBackS, 1)} s${a.storms?.length > 1 ? `, the slowest of ${a.storms.length} storms` : ''} (${fmtNum(a.rpBackHandshakes?.resumed)} of ${fmtNum(a.n)} handshakes resumed)`
         : `only ${a.rpBackPartial}`,
       a.rpBackS <= 30 ? 'met' : 'not met',
     ]);

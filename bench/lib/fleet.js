@@ -9,9 +9,11 @@
 //   mode "bare":     plain node:tls mutual-TLS connections that just stay open
 //                    (no tickets: the bare server is only measured connecting)
 // IPC: start → dial them all; status → how many are up, handshakes resumed and
-// full, failed attempts by kind, this process's CPU; the parent kills us.
+// full, failed attempts by kind, this process's CPU, its longest event-loop
+// delay since the last status; the parent kills us.
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { RestPipeClient, loadClientConfig } from '@restpipe/client';
 
@@ -37,6 +39,9 @@ function failureKind(err) {
   return m.slice(0, 60);
 }
 const agents = [];
+// How late this process's event loop ran (a saturated fleet answers its agents' sockets late).
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
 
 const log = pino({ level: 'error' });
 const config =
@@ -96,6 +101,13 @@ function startBare(secureContext) {
   dial();
 }
 
+/** The longest event-loop delay since the last call, ms. */
+function takeLoopMax() {
+  const ms = loopDelay.max / 1e6;
+  loopDelay.reset();
+  return ms;
+}
+
 let stopping = false;
 process.on('SIGTERM', () => {
   stopping = true;
@@ -122,6 +134,7 @@ const commands = {
       handshakes: { ...handshakes },
       cpuS: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
       rss: process.memoryUsage().rss,
+      loopMaxMs: takeLoopMax(),
     };
   },
 };

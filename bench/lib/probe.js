@@ -3,14 +3,19 @@
 //   mem      → gc twice, then process.memoryUsage()
 //   clients  → the connected-client count the bench hooks keep
 //   cpu      → process.cpuUsage() (µs of user and system time since start)
+//   loop     → the longest event-loop delay since the last ask (ms)
 //   profile-start / profile-stop → V8 CPU profile via node:inspector
 // It does not touch RestPipe's code.
+import { readdirSync } from 'node:fs';
 import inspector from 'node:inspector';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 globalThis.__restpipeBench ??= { clients: 0, added: 0, removed: 0 };
 
 if (process.send) {
   let session;
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
   const post = (method, params) => new Promise((resolve, reject) => session.post(method, params, (err, res) => (err ? reject(err) : resolve(res))));
   const commands = {
     async mem() {
@@ -26,6 +31,11 @@ if (process.send) {
     },
     cpu() {
       return process.cpuUsage();
+    },
+    loop() {
+      const maxMs = loopDelay.max / 1e6;
+      loopDelay.reset();
+      return { maxMs, fds: readdirSync('/proc/self/fd').length };
     },
     async 'profile-start'(m) {
       session = new inspector.Session();
