@@ -3,7 +3,8 @@
 //   mem      → gc twice, then process.memoryUsage()
 //   clients  → the connected-client count the bench hooks keep
 //   cpu      → process.cpuUsage() (µs of user and system time since start)
-//   loop     → the longest event-loop delay since the last ask (ms)
+//   loop     → the longest event-loop delay since the last ask (ms; the first ask starts
+//              the measurement) and the process's open descriptors
 //   profile-start / profile-stop → V8 CPU profile via node:inspector
 // It does not touch RestPipe's code.
 import { readdirSync } from 'node:fs';
@@ -14,8 +15,8 @@ globalThis.__restpipeBench ??= { clients: 0, added: 0, removed: 0 };
 
 if (process.send) {
   let session;
-  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
-  loopDelay.enable();
+  // Started by the first `loop` ask, so that nodes never asked carry no extra timer.
+  let loopDelay;
   const post = (method, params) => new Promise((resolve, reject) => session.post(method, params, (err, res) => (err ? reject(err) : resolve(res))));
   const commands = {
     async mem() {
@@ -33,6 +34,10 @@ if (process.send) {
       return process.cpuUsage();
     },
     loop() {
+      if (!loopDelay) {
+        loopDelay = monitorEventLoopDelay({ resolution: 10 });
+        loopDelay.enable();
+      }
       const maxMs = loopDelay.max / 1e6;
       loopDelay.reset();
       return { maxMs, fds: readdirSync('/proc/self/fd').length };
