@@ -84,7 +84,8 @@ describe("the client's TLS session", () => {
     await waitFor(() => failures.filter((f) => f === 'ECONNREFUSED').length >= 3, 10_000, 'three refused attempts');
     expect(parses).not.toHaveBeenCalled();
     const second = await startServer({ env });
-    await waitFor(() => second.registry.get('agent-1')?.ready === true, 10_000, 'the client back');
+    // Both ends: the server may count the pipe ready a moment before the client's loop marks it up.
+    await waitFor(() => second.registry.get('agent-1')?.ready === true && client.status().pipe === 'up', 10_000, 'the client back');
     expect(client.status().tls).toMatchObject({ resumed: true });
     expect(parses).toHaveBeenCalledTimes(1);
   });
