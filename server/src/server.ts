@@ -33,6 +33,7 @@ import { Cluster, type ClientRecord } from './cluster/cluster.js';
 import { SERVER_IDENTITY_FILES, checkClusterSettings, type ServerConfig } from './config.js';
 import { registerDashboardRoutes } from './dashboard/routes.js';
 import { ServerConnectionStateEvents, ServerExampleHandler, type ServerEventHandler } from './handler.js';
+import { extraAcceptHandles } from './accept-handles.js';
 import { HandshakeQueue } from './handshake-queue.js';
 import { LocalClientRegistry, type ClientRegistry } from './registry.js';
 import { registerServerStatusRoutes, type ServerEvents } from './status-routes.js';
@@ -84,6 +85,12 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
   private readonly tlsServer: tls.Server;
   /** Accepts pipe connections, unread, for `handshakes` to pace. */
   private readonly listener: net.Server;
+  /** More handles on the listener's socket, so that a busy event loop accepts several connections a turn. */
+  private acceptHandles: net.Server[] = [];
+  /** Settles once the helper that makes `acceptHandles` is gone. */
+  private acceptHandlesAdded: Promise<unknown> = Promise.resolve();
+  /** Aborted by `close()`. */
+  private readonly stopping = new AbortController();
   private readonly handshakes: HandshakeQueue;
   private readonly app: FastifyInstance | undefined;
   private readonly sockets = new Set<tls.TLSSocket>();
@@ -273,6 +280,20 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
   /** Listens for clients, then starts the gateway (and joins the cluster); throws `ConfigError` for cluster settings that do not fit. */
   async start(): Promise<void> {
     checkClusterSettings(this.config);
+    // Not awaited: the pipe accepts on its own handle meanwhile, and these join it within moments.
+    const added = extraAcceptHandles(this.listener, {
+      count: this.config.acceptHandles - 1,
+      onConnection: (socket) => this.handshakes.admit(socket),
+      backlog: LISTEN_BACKLOG,
+      log: this.log,
+      signal: this.stopping.signal,
+    });
+    this.acceptHandlesAdded = added.gone;
+    void added.ready.then((handles) => {
+      // Closing already: `close()` aborted the helper, so these came just before; they go too.
+      if (this.closing) void closeServers(handles);
+      else this.acceptHandles = handles;
+    });
     this.listener.listen({ port: this.config.bindPort, host: this.config.bindInterface, backlog: LISTEN_BACKLOG });
     await once(this.listener, 'listening');
     const pipe = this.pipeAddress;
@@ -353,7 +374,7 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
       pipe: this.closing ? 'draining' : pipe ? 'listening' : 'down',
       listening: pipe ? { address: pipe.address, port: pipe.port } : null,
       clients: this.registry.size,
-      handshakes: this.handshakes.status,
+      handshakes: { ...this.handshakes.status, acceptHandles: 1 + this.acceptHandles.length },
       ...(this._cluster
         ? { instance: this._instanceName, clusterClients: this.registry.size + this._cluster.remoteCount(), cluster: this._cluster.status() }
         : {}),
@@ -472,6 +493,9 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     this.kit.stopIdentityMonitor();
     this.emit('closing');
     this.listener.close();
+    // Every handle stops accepting now: those in place, and (aborted) those still on their way.
+    const handlesClosed = closeServers(this.acceptHandles);
+    this.stopping.abort();
     this.handshakes.close();
     const gatewayClosed = this.app?.close();
     await Promise.all([...this.registry.entries()].map(([, exchange]) => drainAndClose(exchange, 'the server is shutting down', graceMs)));
@@ -481,8 +505,14 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     // which would otherwise hold the gateway open.
     this.emit('drained');
     await gatewayClosed;
+    await Promise.all([handlesClosed, this.acceptHandlesAdded]);
     for (const socket of this.sockets) socket.destroy();
   }
+}
+
+/** Closes listening servers; resolves when all are closed. */
+function closeServers(servers: readonly net.Server[]): Promise<unknown> {
+  return Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
 }
 
 /**
