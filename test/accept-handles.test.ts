@@ -7,13 +7,13 @@
  * while this one is blocked, as a busy server is.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { extraAcceptHandles } from '../server/src/accept-handles.js';
 import { pino } from 'pino';
+import { tempDir } from './helpers/node-process.js';
 import { closeAll, onClose, startClient, startServer, waitFor } from './helpers/pipe.js';
 
 afterEach(closeAll);
@@ -66,9 +66,7 @@ describe('extraAcceptHandles', () => {
 
   it('a blocked event loop then accepts several connections in one turn, not one', async () => {
     const { accepted, port } = await listenerWith(7);
-    const dir = mkdtempSync(join(tmpdir(), 'rp-accept-'));
-    onClose(() => rmSync(dir, { recursive: true, force: true }));
-    const flag = join(dir, 'connected');
+    const flag = join(await tempDir('rp-accept-'), 'connected');
     // The dialer opens 20 connections and, once the kernel has completed all of them (each
     // waits in the listen queue), writes the flag; this process is blocked meanwhile, like a
     // server busy with a storm's handshakes, so none is accepted before the loop turns again.
