@@ -64,6 +64,20 @@ describe('extraAcceptHandles', () => {
     expect(accepted.some((a) => a.extra)).toBe(true);
   });
 
+  it('given a listener not yet listening, adds its handles once it listens and leaves no listener on it', async () => {
+    const listener = net.createServer({ pauseOnConnect: true });
+    onClose(() => new Promise<void>((resolve) => listener.close(() => resolve())));
+    const added = extraAcceptHandles(listener, { count: 2, onConnection: (socket) => socket.destroy(), backlog: 4096, log });
+    listener.listen({ port: 0, host: '127.0.0.1' });
+    const extra = await added.ready;
+    onClose(() => Promise.all(extra.map((e) => new Promise((resolve) => e.close(resolve)))));
+    expect(extra).toHaveLength(2);
+    // A later error of the listener is the listener's owner's to hear, not swallowed here.
+    expect(listener.listenerCount('error')).toBe(0);
+    expect(listener.listenerCount('listening')).toBe(0);
+    await added.gone;
+  });
+
   it('a blocked event loop then accepts several connections in one turn, not one', async () => {
     const { accepted, port } = await listenerWith(7);
     const flag = join(await tempDir('rp-accept-'), 'connected');

@@ -113,9 +113,18 @@ export function extraAcceptHandles(listener: net.Server, opts: AcceptHandlesOpti
     };
     if (listener.listening) sendOne();
     else {
-      listener.once('listening', sendOne);
-      // A listener that cannot listen reports that itself; the helper just goes.
-      listener.once('error', () => finish());
+      // A listener that cannot listen reports that itself; the helper just goes. Each listener
+      // is removed by the other, so no error of the listener's later life is caught here.
+      const failed = () => {
+        listener.off('listening', listened);
+        finish();
+      };
+      const listened = () => {
+        listener.off('error', failed);
+        sendOne();
+      };
+      listener.once('listening', listened);
+      listener.once('error', failed);
     }
   });
   return { ready, gone: goneP };

@@ -88,7 +88,7 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
   /** More handles on the listener's socket, so that a busy event loop accepts several connections a turn. */
   private acceptHandles: net.Server[] = [];
   /** Settles once the helper that makes `acceptHandles` is gone. */
-  private acceptHandlesAdded: Promise<unknown> = Promise.resolve();
+  private acceptHelperGone: Promise<unknown> = Promise.resolve();
   /** Aborted by `close()`. */
   private readonly stopping = new AbortController();
   private readonly handshakes: HandshakeQueue;
@@ -288,7 +288,7 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
       log: this.log,
       signal: this.stopping.signal,
     });
-    this.acceptHandlesAdded = added.gone;
+    this.acceptHelperGone = added.gone;
     void added.ready.then((handles) => {
       // Closing already: `close()` aborted the helper, so these came just before; they go too.
       if (this.closing) void closeServers(handles);
@@ -505,7 +505,7 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     // which would otherwise hold the gateway open.
     this.emit('drained');
     await gatewayClosed;
-    await Promise.all([handlesClosed, this.acceptHandlesAdded]);
+    await Promise.all([handlesClosed, this.acceptHelperGone]);
     for (const socket of this.sockets) socket.destroy();
   }
 }
