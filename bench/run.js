@@ -682,12 +682,12 @@ function tcpCounters(port) {
   };
 }
 
-/** Waits until no connection was added for 5 s (at most 60 s); returns the seconds waited. */
-async function settle(server) {
+/** Waits until no connection was added for `quietMs` (at most 60 s); returns the seconds waited. */
+async function settle(server, quietMs = 5000) {
   const t0 = performance.now();
   let last = (await ask(server, 'clients')).added;
   let since = performance.now();
-  while (performance.now() - since < 5000 && performance.now() - t0 < 60_000) {
+  while (performance.now() - since < quietMs && performance.now() - t0 < 60_000) {
     await sleep(500);
     const now = (await ask(server, 'clients')).added;
     if (now !== last) {
@@ -809,7 +809,10 @@ async function restartStorm({ n, server, start, fleets, gw, startupCpuS, deadlin
   const storm = {};
   const count = async () => (await ask(server, 'clients')).clients;
   // Agents whose last attempts timed out may still be replacing their connections.
-  await settle(server);
+  // Until no agent has connected for 11 s, longer than RP_CLIENT_RECONNECT_STABLE_S (10 s):
+  // then every pipe counts as stable when the kill breaks it, and every agent starts the
+  // storm from the shortest backoff, as the storm's description says, not only the first.
+  await settle(server, 11_000);
   if (o.quietWait > 0) await waitQuiet({ maxMs: o.quietWait * 1000 });
   const fk = foreignCpu();
   const st0 = await Promise.all(fleets.map((f) => ask(f, 'status')));
