@@ -1,9 +1,10 @@
 /**
  * The client's TLS session across failed attempts: a server too busy to say
- * hello within the connect timeout (a reconnect storm) gets a resumed
+ * hello within the handshake timeout (a reconnect storm) gets a resumed
  * handshake on the next attempt, not another full one.
  */
 import { once } from 'node:events';
+import net from 'node:net';
 import tls from 'node:tls';
 import type { ClientStatusEvent } from '@restpipe/client';
 import { deriveTicketKeys } from '@restpipe/shared';
@@ -50,7 +51,7 @@ describe("the client's TLS session", () => {
       {
         name: 'slowpoke',
         waitConnected: false,
-        env: { RP_CLIENT_CONNECT_TIMEOUT_S: '0.3', RP_CLIENT_RECONNECT_INITIAL_S: '0.01', RP_CLIENT_RECONNECT_MAX_S: '0.05' },
+        env: { RP_CLIENT_HANDSHAKE_TIMEOUT_S: '0.3', RP_CLIENT_RECONNECT_INITIAL_S: '0.01', RP_CLIENT_RECONNECT_MAX_S: '0.05' },
       },
     );
     client.on('status', (e: ClientStatusEvent) => {
@@ -63,6 +64,40 @@ describe("the client's TLS session", () => {
     expect(failures[0]?.resumed).toBe(false);
     expect(failures.slice(1).map((f) => f.resumed)).toEqual(failures.slice(1).map(() => true));
     expect(resumedOnServer.slice(1, 3)).toEqual([true, true]);
+  });
+
+  it('gives a connected attempt the handshake timeout, not the TCP connect timeout', async () => {
+    // Accepts TCP and never answers the ClientHello: a server whose handshake queue is full.
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+    });
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    onClose(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const socket of sockets) socket.destroy();
+          silent.close(() => resolve());
+        }),
+    );
+    const port = (silent.address() as { port: number }).port;
+    const failures: string[] = [];
+    const client = await startClient(
+      { port },
+      {
+        name: 'patient',
+        waitConnected: false,
+        env: { RP_CLIENT_CONNECT_TIMEOUT_S: '0.2', RP_CLIENT_HANDSHAKE_TIMEOUT_S: '0.8', RP_CLIENT_RECONNECT_INITIAL_S: '0.01' },
+      },
+    );
+    client.on('status', (e: ClientStatusEvent) => {
+      if (e.type === 'connect_failed') failures.push(e.error.message);
+    });
+    await waitFor(() => failures.length >= 1, 20_000, 'an attempt that times out');
+    await client.close(0);
+    expect(failures[0]).toBe(`the TLS handshake and hello with localhost:${port} took over 800 ms`);
   });
 
   it('is parsed once per attempt that reaches the server, and not at all for a refused one', async () => {

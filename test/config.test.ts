@@ -97,6 +97,7 @@ const CLIENT_FIELDS: ReadonlyArray<keyof ClientConfig> = [
   'reconnectMaxMs',
   'reconnectStableMs',
   'connectTimeoutMs',
+  'connectHandshakeTimeoutMs',
   'connectWaitMs',
 ];
 
@@ -478,6 +479,7 @@ const BAD_VALUES: Array<[string, string, 'server' | 'client']> = [
   ['RP_CLIENT_RECONNECT_MAX_S', 'Infinity', 'client'],
   ['RP_CLIENT_RECONNECT_STABLE_S', '-1', 'client'],
   ['RP_CLIENT_CONNECT_TIMEOUT_S', '10s', 'client'],
+  ['RP_CLIENT_HANDSHAKE_TIMEOUT_S', '0', 'client'],
   ['RP_CLIENT_CONNECT_WAIT_S', '1,5', 'client'],
   ['RP_CLIENT_HEARTBEAT_INTERVAL_S', '0', 'client'],
   ['RP_CLIENT_HEARTBEAT_TIMEOUT_S', '-1', 'client'],

@@ -183,6 +183,29 @@ describe('dead peers', () => {
   });
 });
 
+describe('unanswered connects', () => {
+  it.skipIf(!canDropPackets && !process.env.CI)(
+    'an attempt to a host that drops the SYN ends at the TCP connect timeout, not the longer handshake one',
+    async () => {
+      const port = await freePort();
+      const rule = ['INPUT', '-p', 'tcp', '-i', 'lo', '--dport', String(port), '--syn', '-j', 'DROP'];
+      execFileSync('iptables', ['-I', ...rule]);
+      onClose(() => execFileSync('iptables', ['-D', ...rule]));
+      const failures: string[] = [];
+      const client = await startClient(
+        { port },
+        { waitConnected: false, env: { RP_CLIENT_CONNECT_TIMEOUT_S: '0.3', RP_CLIENT_HANDSHAKE_TIMEOUT_S: '60', RP_CLIENT_RECONNECT_INITIAL_S: '0.01' } },
+      );
+      client.on('status', (e: ClientStatusEvent) => {
+        if (e.type === 'connect_failed') failures.push(e.error.message);
+      });
+      await waitFor(() => failures.length >= 2, 20_000, 'two attempts that time out');
+      await client.close(0);
+      expect(failures.slice(0, 2)).toEqual([0, 1].map(() => `connecting to localhost:${port} took over 300 ms`));
+    },
+  );
+});
+
 describe('duplicate client names', () => {
   it('the newest connection wins: the older one is sent away and closed', async () => {
     const server = await startServer();

@@ -33,6 +33,7 @@ function failureKind(err) {
   const code = err?.code;
   if (typeof code === 'string') return code;
   const m = String(err?.message ?? err);
+  if (/^the TLS handshake and hello .* took over \d+ ms/.test(m)) return 'handshake timeout';
   if (/took over \d+ ms/.test(m)) return 'connect timeout';
   if (/during the handshake/.test(m)) return 'closed during TLS handshake';
   if (/before the server said hello/.test(m)) return 'closed before hello';

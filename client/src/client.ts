@@ -479,8 +479,18 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
         if (resumed !== undefined) Object.assign(err, { tlsResumed: resumed });
         reject(err);
       };
-      const timedOut = new Error(`connecting to ${host}:${port} took over ${this.config.connectTimeoutMs} ms`);
-      const timer = setTimeout(() => fail(timedOut), this.config.connectTimeoutMs);
+      // Two deadlines: the TCP connect (a host that does not answer is soon left for the
+      // next target), then the TLS handshake and the server's hello, longer, because a
+      // server in a reconnect storm holds connections unread until a handshake slot frees.
+      const { connectTimeoutMs, connectHandshakeTimeoutMs } = this.config;
+      let timedOut = new Error(`connecting to ${host}:${port} took over ${connectTimeoutMs} ms`);
+      let timer = setTimeout(() => fail(timedOut), connectTimeoutMs);
+      socket.once('connect', () => {
+        if (settled) return;
+        clearTimeout(timer);
+        timedOut = new Error(`the TLS handshake and hello with ${host}:${port} took over ${connectHandshakeTimeoutMs} ms`);
+        timer = setTimeout(() => fail(timedOut), connectHandshakeTimeoutMs);
+      });
       socket.once('error', fail);
       socket.once('close', () => fail(new Error('the server closed the connection during the handshake')));
       socket.once('secureConnect', () => {
