@@ -286,8 +286,6 @@ export class RestPipeClient extends EventEmitter<{ status: [ClientStatusEvent] }
   async start(): Promise<void> {
     this.kit.startIdentityMonitor();
     if (this.app) this._gatewayAddress = await this.kit.listenGateway(this.app);
-    // The outage the backoff bounds its waits by starts now, not when the client was built.
-    this.backoff.reset();
     this.loop = this.run();
   }
 
