@@ -14,6 +14,28 @@ import { closeAll, freePort, onClose, startClient, startServer, waitFor } from '
 
 afterEach(closeAll);
 
+/**
+ * Listens on a loopback port and holds every connection open without a word;
+ * at teardown destroys them and closes the server. Resolves with the port.
+ */
+async function listenSilent(server: net.Server, event: 'connection' | 'secureConnection'): Promise<number> {
+  const sockets = new Set<net.Socket>();
+  server.on(event, (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  onClose(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  );
+  return (server.address() as { port: number }).port;
+}
+
 describe("the client's TLS session", () => {
   it('is kept when an attempt times out waiting for hello, so the next attempt resumes', async () => {
     const pki = await testPki();
@@ -28,22 +50,8 @@ describe("the client's TLS session", () => {
       ticketKeys: deriveTicketKeys(String(pki.server.key), []),
     });
     const resumedOnServer: boolean[] = [];
-    const sockets = new Set<tls.TLSSocket>();
-    silent.on('secureConnection', (socket) => {
-      sockets.add(socket);
-      resumedOnServer.push(socket.isSessionReused());
-      socket.on('error', () => undefined);
-    });
-    silent.listen(0, '127.0.0.1');
-    await once(silent, 'listening');
-    onClose(
-      () =>
-        new Promise<void>((resolve) => {
-          for (const socket of sockets) socket.destroy();
-          silent.close(() => resolve());
-        }),
-    );
-    const port = (silent.address() as { port: number }).port;
+    silent.on('secureConnection', (socket) => resumedOnServer.push(socket.isSessionReused()));
+    const port = await listenSilent(silent, 'secureConnection');
 
     const failures: Array<{ resumed?: boolean; message: string }> = [];
     const client = await startClient(
@@ -68,21 +76,7 @@ describe("the client's TLS session", () => {
 
   it('gives a connected attempt the handshake timeout, not the TCP connect timeout', async () => {
     // Accepts TCP and never answers the ClientHello: a server whose handshake queue is full.
-    const sockets = new Set<net.Socket>();
-    const silent = net.createServer((socket) => {
-      sockets.add(socket);
-      socket.on('error', () => undefined);
-    });
-    silent.listen(0, '127.0.0.1');
-    await once(silent, 'listening');
-    onClose(
-      () =>
-        new Promise<void>((resolve) => {
-          for (const socket of sockets) socket.destroy();
-          silent.close(() => resolve());
-        }),
-    );
-    const port = (silent.address() as { port: number }).port;
+    const port = await listenSilent(net.createServer(), 'connection');
     const failures: string[] = [];
     const client = await startClient(
       { port },
