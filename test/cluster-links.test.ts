@@ -10,7 +10,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connectNats } from '../server/src/cluster/nats-transport.js';
 import { FrameDecoder } from '@restpipe/proto';
 import { ClientEventHandler } from '@restpipe/client';
 import { loadServerConfig } from '@restpipe/server';
@@ -145,7 +146,7 @@ async function twoInstances(setup: Parameters<typeof startInstance>[2] = {}) {
 
 /** A raw NATS connection for forging link messages; closed at teardown. */
 async function rawConnection(server: NatsServer): Promise<NatsConnection> {
-  const nc = await connect({ servers: server.url });
+  const nc = await connectNats({ servers: server.url });
   onClose(() => nc.close());
   return nc;
 }

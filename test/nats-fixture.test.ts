@@ -1,4 +1,4 @@
-import { connect } from '@nats-io/transport-node';
+import { connectNats } from '../server/src/cluster/nats-transport.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { restartNatsServer, startNatsCluster, startNatsServer } from './helpers/nats.js';
 import { closeAll } from './helpers/pipe.js';
@@ -8,8 +8,8 @@ afterEach(closeAll);
 describe('the nats-server fixture', () => {
   it('a three-node cluster carries a message published on one node to a subscriber on another', async () => {
     const [a, , c] = await startNatsCluster(3);
-    const sub = await connect({ servers: c!.url });
-    const pub = await connect({ servers: a!.url });
+    const sub = await connectNats({ servers: c!.url });
+    const pub = await connectNats({ servers: a!.url });
     try {
       const got = sub.subscribe('t.x', { max: 1 });
       await sub.flush();
@@ -37,8 +37,8 @@ describe('the nats-server fixture', () => {
     await first.stop();
     const again = await restartNatsServer(first);
     expect(again.port).toBe(first.port);
-    await expect(connect({ servers: again.url, user: 'rp', pass: 'wrong', reconnect: false })).rejects.toThrow(/authorization/i);
-    const nc = await connect({ servers: again.url, user: 'rp', pass: 'secret' });
+    await expect(connectNats({ servers: again.url, user: 'rp', pass: 'wrong', reconnect: false })).rejects.toThrow(/authorization/i);
+    const nc = await connectNats({ servers: again.url, user: 'rp', pass: 'secret' });
     await nc.close();
   });
 });

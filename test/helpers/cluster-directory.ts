@@ -6,7 +6,8 @@
  * through `onClose` (test/helpers/pipe.ts).
  */
 import { EventEmitter } from 'node:events';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connectNats } from '../../server/src/cluster/nats-transport.js';
 import {
   ClusterDirectory,
   type ClientRecord,
@@ -61,7 +62,7 @@ export class StatusNatsSource extends EventEmitter<NatsSourceEvents> implements 
 
 /** A connection that reconnects quickly and for ever, closed at teardown. */
 export async function natsConnection(servers: string | string[], instance = 'raw'): Promise<NatsConnection> {
-  const nc = await connect({
+  const nc = await connectNats({
     servers,
     name: instance,
     inboxPrefix: subjects.inboxPrefix(instance),

@@ -14,9 +14,10 @@
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { connect, credsAuthenticator, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
+import { credsAuthenticator, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
 import { ConfigError, type Logger } from '@restpipe/shared';
 import type { ServerConfig } from '../config.js';
+import { connectNats } from './nats-transport.js';
 import { Subjects } from './subjects.js';
 
 /** NATS servers and credentials of one instance (from `RP_SERVER_NATS_*`). */
@@ -172,7 +173,7 @@ export class NatsLink extends EventEmitter<NatsLinkEvents> {
   private async connectOnce(): Promise<void> {
     let nc: NatsConnection;
     try {
-      nc = await connect(this.connectOptions);
+      nc = await connectNats(this.connectOptions);
     } catch (err) {
       this.failed(err);
       return;
