@@ -72,6 +72,8 @@ const HELP = `usage: npm run bench -- [options]
   --agents-per-process N agents per fleet process (2500)
   --storms N             restart storms per agent count (1): the server killed and started
                          again N times with the same agents; the slowest is the target's figure
+  --server-env LIST      RP_ settings for the agents section's RestPipe server, K=V,K=V
+                         (to try a setting against the defaults; named in the section heading)
   --idle-window S        seconds of idle traffic measured per agent count (20)
   --profile-seconds S    seconds of CPU profile under load (8); 0 skips
   --quiet-wait S         before each load, wait up to S s for other processes to leave the CPU (20); 0 never waits
@@ -125,6 +127,13 @@ const o = {
   streamRequest: parseBytes(opt('stream-request', '64MiB')),
   agents: opt('agents', quick ? '300' : '1000,5000') === 'none' ? [] : list(opt('agents', quick ? '300' : '1000,5000')).map(Number),
   perProcess: Number(opt('agents-per-process', 2500)),
+  serverEnv: Object.fromEntries(
+    list(opt('server-env', '')).map((kv) => {
+      const i = kv.indexOf('=');
+      if (i < 1 || !kv.startsWith('RP_')) throw new Error(`--server-env wants RP_NAME=value pairs: ${kv}`);
+      return [kv.slice(0, i), kv.slice(i + 1)];
+    }),
+  ),
   storms: Math.max(1, Number(opt('storms', 1))),
   idleWindow: Number(opt('idle-window', quick ? 6 : 20)),
   profileSeconds: Number(opt('profile-seconds', quick ? 3 : 8)),
@@ -904,7 +913,10 @@ function worstStorm(storms) {
 }
 
 async function agents(n) {
-  step(`agents at scale: ${fmtNum(n)} idle agents (${Math.ceil(n / o.perProcess)} fleet processes), RestPipe server vs bare Node mTLS server`);
+  const settings = Object.entries(o.serverEnv).map(([k, v]) => `${k}=${v}`);
+  step(
+    `agents at scale: ${fmtNum(n)} idle agents (${Math.ceil(n / o.perProcess)} fleet processes), RestPipe server${settings.length ? ` (${settings.join(', ')})` : ''} vs bare Node mTLS server`,
+  );
   const t0 = performance.now();
   const certs = signAgentCertificates(ids.ca, ids.agentKey, n);
   log(`  signed ${fmtNum(n)} client certificates over one key pair in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -912,10 +924,10 @@ async function agents(n) {
   results.agents.push(row);
   const deadline = Math.max(120_000, n * 30);
 
-  // RestPipe server (default settings), hooks count the connected clients.
+  // RestPipe server (default settings unless --server-env), hooks count the connected clients.
   {
     const [pipePort, gw] = [await freePort(), await freePort()];
-    const start = () => startServer(root, ids, { pipePort, gatewayPort: gw, hooks: true, name: 'restpipe-server (agents)' });
+    const start = () => startServer(root, ids, { pipePort, gatewayPort: gw, env: o.serverEnv, hooks: true, name: 'restpipe-server (agents)' });
     let server = await start();
     // What a start costs with no agent: taken off the restarted server's CPU below.
     const startupCpuS = procCpu(server.pid);
