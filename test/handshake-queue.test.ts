@@ -127,6 +127,42 @@ describe('HandshakeQueue', () => {
     expect(started).toEqual([stalled.localPort, next.localPort]);
   });
 
+  it('holds every handshake until the promise settles, accepting meanwhile; then starts them newest first up to max', async () => {
+    const { queue, started, connect } = await queueOnLoopback({ max: 2 });
+    let settle: () => void = () => {};
+    queue.holdUntil(
+      new Promise<void>((resolve) => {
+        settle = resolve;
+      }),
+      60_000,
+    );
+    const clients: net.Socket[] = [];
+    for (let i = 0; i < 3; i++) clients.push(await connect());
+    expect(started).toEqual([]);
+    expect(queue.status).toEqual({ inProgress: 0, waiting: 3, max: 2 });
+    settle();
+    await waitFor(() => started.length === 2, 5000, 'the held handshakes');
+    expect(started).toEqual([clients[2]?.localPort, clients[1]?.localPort]);
+    expect(queue.status).toEqual({ inProgress: 2, waiting: 1, max: 2 });
+  });
+
+  it('ends a hold after maxMs when the promise never settles (and after a rejection at once)', async () => {
+    const { queue, started, connect } = await queueOnLoopback({ max: 4 });
+    queue.holdUntil(new Promise<void>(() => {}), 200);
+    const a = await connect();
+    expect(started).toEqual([]);
+    await waitFor(() => started.length === 1, 5000, 'the hold to end');
+    expect(started).toEqual([a.localPort]);
+    // Not held any more: the next starts at once.
+    const b = await connect();
+    expect(started).toEqual([a.localPort, b.localPort]);
+
+    queue.holdUntil(Promise.reject(new Error('no handles')), 60_000);
+    const c = await connect();
+    await waitFor(() => started.length === 3, 5000, 'the rejected hold to end');
+    expect(started).toEqual([a.localPort, b.localPort, c.localPort]);
+  });
+
   it('closes its waiters on close and takes no more', async () => {
     const { queue, connect } = await queueOnLoopback({ max: 1 });
     await connect();

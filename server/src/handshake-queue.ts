@@ -17,6 +17,12 @@
  * `leaseMs` at most: a peer that stalls mid-handshake (or never speaks)
  * cannot hold a slot for longer, so a few silent connections cannot shut
  * everyone out; the TLS server's own handshake timeout still ends it.
+ *
+ * `holdUntil()` starts no handshake until a promise settles (or a bound
+ * passes) while connections are still accepted: the server holds its
+ * handshakes while its extra accept handles arrive, one event-loop turn
+ * each (accept-handles.ts), since a restart storm's TLS work would make
+ * every one of those turns long.
  */
 import type { Socket } from 'node:net';
 import type { Logger, Stats } from '@restpipe/shared';
@@ -64,6 +70,9 @@ export class HandshakeQueue {
   private expiredUnlogged = 0;
   private loggedAt = Number.NEGATIVE_INFINITY;
   private readonly leaseMs: number;
+  /** Handshakes are held (`holdUntil`): admitted sockets wait, none starts. */
+  private held = false;
+  private holdTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: HandshakeQueueOptions) {
     this.leaseMs = opts.leaseMs ?? 1000;
@@ -75,7 +84,7 @@ export class HandshakeQueue {
       socket.destroy();
       return;
     }
-    if (this.running.size < this.opts.max) {
+    if (!this.held && this.running.size < this.opts.max) {
       this.begin(socket);
       return;
     }
@@ -89,6 +98,26 @@ export class HandshakeQueue {
     this.pump();
   }
 
+  /**
+   * Starts no handshake until `until` settles or `maxMs` passes, whichever
+   * comes first; sockets admitted meanwhile wait (their `maxWaitMs` runs),
+   * then start as usual, newest first.
+   */
+  holdUntil(until: Promise<unknown>, maxMs: number): void {
+    if (this.closed || this.held) return;
+    this.held = true;
+    const release = () => {
+      if (!this.held) return;
+      this.held = false;
+      clearTimeout(this.holdTimer);
+      this.holdTimer = undefined;
+      if (!this.closed) this.pump();
+    };
+    this.holdTimer = setTimeout(release, maxMs);
+    this.holdTimer.unref();
+    until.then(release, release);
+  }
+
   get status(): HandshakeQueueStatus {
     return { inProgress: this.running.size, waiting: this.waiters.length - this.head, max: this.opts.max };
   }
@@ -98,6 +127,8 @@ export class HandshakeQueue {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
     for (let i = this.head; i < this.waiters.length; i++) this.waiters[i]?.socket.destroy();
     this.waiters = [];
     this.head = 0;
@@ -113,7 +144,7 @@ export class HandshakeQueue {
 
   /** Starts waiting handshakes, newest first, while slots are free. */
   private pump(): void {
-    while (this.running.size < this.opts.max && this.waiters.length > this.head) {
+    while (!this.held && this.running.size < this.opts.max && this.waiters.length > this.head) {
       const next = this.waiters.pop() as Waiter;
       if (next.socket.destroyed) continue;
       this.begin(next.socket);

@@ -47,6 +47,13 @@ export type { ClientConnectionEvent, ServerEvents } from './status-routes.js';
  * dropped on a full queue costs its client a 1 s retransmission.
  */
 const LISTEN_BACKLOG = 4096;
+/**
+ * Longest hold on handshakes at start while the extra accept handles come
+ * (they come one event-loop turn each; handshakes started meanwhile would
+ * make those turns long in a restart storm), ms. Connections are accepted
+ * and wait meanwhile.
+ */
+const ACCEPT_HANDLES_HOLD_MS = 1000;
 
 export interface ServerOptions {
   config: ServerConfig;
@@ -289,6 +296,7 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
       signal: this.stopping.signal,
     });
     this.acceptHelperGone = added.gone;
+    if (this.config.acceptHandles > 1) this.handshakes.holdUntil(added.ready, ACCEPT_HANDLES_HOLD_MS);
     void added.ready.then((handles) => {
       // Closing already: `close()` aborted the helper, so these came just before; they go too.
       if (this.closing) void closeServers(handles);
