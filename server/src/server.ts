@@ -99,7 +99,9 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
   /** Aborted by `close()`. */
   private readonly stopping = new AbortController();
   private readonly handshakes: HandshakeQueue;
-  private readonly app: FastifyInstance | undefined;
+  /** Made by `start()` once the pipe listens (unless `gateway: false`). */
+  private app: FastifyInstance | undefined;
+  private readonly withGateway: boolean;
   private readonly sockets = new Set<tls.TLSSocket>();
   /** The certificate of each live exchange, for `/_restpipe/clients` and for the check on reload. */
   private readonly certificates = new Map<MessageExchange, ClientCertificate>();
@@ -154,17 +156,7 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
       start: (socket) => this.tlsServer.emit('connection', socket),
     });
     this.listener = net.createServer({ pauseOnConnect: true }, (socket) => this.handshakes.admit(socket));
-    this.app =
-      opts.gateway === false
-        ? undefined
-        : this.kit.createGateway({
-            resolvePeer: (name) => this.pipeFor(name ?? ''),
-            peerNames: () => this.clientNames(),
-            routes: (app) => {
-              registerServerStatusRoutes(app, this);
-              registerDashboardRoutes(app, this);
-            },
-          });
+    this.withGateway = opts.gateway !== false;
   }
 
   /**
@@ -312,7 +304,17 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     if (clusterModule) this.joinCluster(clusterModule.Cluster, this._instanceName);
     this.kit.startIdentityMonitor();
     if (this.kit.identityFromFiles) this.watch = new IdentityWatch(this.config.certPath, () => this.reloadFrom('watch'), this.log);
-    if (this.app) this._gatewayAddress = await this.kit.listenGateway(this.app);
+    if (this.withGateway && !this.closing) {
+      this.app = this.kit.createGateway({
+        resolvePeer: (name) => this.pipeFor(name ?? ''),
+        peerNames: () => this.clientNames(),
+        routes: (app) => {
+          registerServerStatusRoutes(app, this);
+          registerDashboardRoutes(app, this);
+        },
+      });
+      this._gatewayAddress = await this.kit.listenGateway(this.app);
+    }
     this.idleTimer = setInterval(() => this.fireIdle(), this.config.idleHookIntervalMs);
     this.idleTimer.unref();
   }
@@ -434,7 +436,7 @@ export class RestPipeServer extends EventEmitter<ServerEvents> {
     }));
   }
 
-  /** The Fastify gateway, e.g. for `inject()`. */
+  /** The Fastify gateway, e.g. for `inject()`: made by `start()` once the pipe listens. */
   get gateway(): FastifyInstance | undefined {
     return this.app;
   }

@@ -7,8 +7,9 @@
  * code in `X-Event-Return-Code` and the fitting HTTP status.
  */
 import { STATUS_CODES } from 'node:http';
+import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import {
   BadRequestError,
@@ -123,7 +124,20 @@ class CallerGone implements CallerState {
 
 export { listenGateway, type GatewayAddress } from './gateway-listen.js';
 
+/**
+ * Fastify, loaded with the first gateway rather than with this module: it is
+ * a quarter of a node's start-up CPU, and a server opens its pipe port
+ * before it makes its gateway (a restarted server's clients do not wait for
+ * the gateway's modules).
+ */
+let fastifyModule: typeof import('fastify') | undefined;
+function loadFastify(): typeof import('fastify') {
+  fastifyModule ??= createRequire(import.meta.url)('fastify') as typeof import('fastify');
+  return fastifyModule;
+}
+
 export function createGateway(opts: GatewayOptions): FastifyInstance {
+  const { fastify: Fastify, LogController } = loadFastify();
   // Below debug the gateway logs only its own errors (through opts.log): a
   // Fastify logger would make a child logger for every request.
   const requestLogs = opts.log.isLevelEnabled('debug');
