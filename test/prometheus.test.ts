@@ -215,6 +215,11 @@ function namesReportedInSource(): { name: string; kind: StatsCall | undefined }[
 const TYPE_OF_STATSD: Record<string, string> = { c: 'counter', g: 'gauge', ms: 'histogram' };
 
 describe('the mapping', () => {
+  it("answers with prom-client's content type of the text format (written out, so prom-client loads only with a scrape)", async () => {
+    const { Registry } = await import('prom-client');
+    expect(METRICS_CONTENT_TYPE).toBe(Registry.PROMETHEUS_CONTENT_TYPE);
+  });
+
   it('gives every statsd name of the README a family of the same type and node', () => {
     const rows = readmeStatsdNames();
     expect(rows.length).toBeGreaterThan(25);

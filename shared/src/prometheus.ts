@@ -20,15 +20,16 @@
  * without limit. A name no family maps is counted in
  * `restpipe_metrics_unmapped_total`; nothing here throws.
  */
+import { createRequire } from 'node:module';
 import type { FastifyInstance } from 'fastify';
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Stats } from './stats.js';
 
 /** Where the gateway answers scrapes. */
 export const METRICS_PATH = '/_restpipe/metrics';
 
-/** The content type of the text exposition format. */
-export const METRICS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
+/** The content type of the text exposition format, version 0.0.4 (prom-client's `Registry.PROMETHEUS_CONTENT_TYPE`). */
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 /** Upper bounds of every duration histogram, in seconds: 100 µs to a minute. */
 export const DURATION_BUCKETS_S: readonly number[] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -221,6 +222,8 @@ let processRegistry: Registry | undefined;
  */
 function processMetrics(): Registry {
   if (processRegistry === undefined) {
+    // Loaded here, with the first scrape: a node that never serves /metrics never loads prom-client.
+    const { Registry, collectDefaultMetrics } = createRequire(import.meta.url)('prom-client') as typeof import('prom-client');
     processRegistry = new Registry();
     collectDefaultMetrics({ register: processRegistry });
     // Gauges whose names end in _total, which `promtool check metrics` refuses;

@@ -6,7 +6,6 @@
  */
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import StatsD from 'hot-shots';
 import type { Logger } from 'pino';
 import type { StatsdConfig } from './config.js';
 import { nullStats, type Stats } from './stats.js';
@@ -37,6 +36,8 @@ export async function createStatsd(config: StatsdConfig, log: Logger, opts: Stat
       return nullStats;
     }
   }
+  // Loaded here, not with the module: a node with statsd off never loads hot-shots.
+  const { default: StatsD } = await import('hot-shots');
   const client = new StatsD({
     host,
     port: config.port,
