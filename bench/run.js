@@ -130,7 +130,7 @@ const o = {
   serverEnv: Object.fromEntries(
     list(opt('server-env', '')).map((kv) => {
       const i = kv.indexOf('=');
-      if (i < 1 || !kv.startsWith('RP_')) throw new Error(`--server-env wants RP_NAME=value pairs: ${kv}`);
+      if (i < 1 || !kv.startsWith('RP_')) throw new Error(`--server-env wants NAME=value pairs, each NAME an RP_ setting: ${kv}`);
       return [kv.slice(0, i), kv.slice(i + 1)];
     }),
   ),
